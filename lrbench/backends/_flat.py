@@ -1,0 +1,41 @@
+"""Addressing of time-major ``(T, N)`` buffers in processing order, for the Numba kernels.
+
+A scan runs over positions ``p = 0 .. T-1``; position p is time ``p`` (or ``T-1-p`` when reversed).
+An operand is its flat buffer plus the offset of position 0; all share the row stride ``rs``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Order:
+    T: int
+    N: int
+    reverse: bool
+
+    @property
+    def rs(self) -> int:
+        return -self.N if self.reverse else self.N
+
+    def base(self, p: int = 0) -> int:
+        """Flat offset of position p."""
+        return (self.T - 1 - p) * self.N if self.reverse else p * self.N
+
+    def row(self, buf: np.ndarray, p: int) -> np.ndarray:
+        b = self.base(p)
+        return buf[b:b + self.N]
+
+    def view1(self, buf: np.ndarray, p: int, n: int) -> np.ndarray:
+        """Positions ``p .. p+n-1`` of a one-channel buffer, as a 1-D view in processing order."""
+        if not self.reverse:
+            return buf[p:p + n]
+        hi = self.T - p
+        return buf[hi - n:hi][::-1]
+
+
+def flat(t) -> np.ndarray:
+    """The flat NumPy view of a contiguous CPU tensor (shares memory)."""
+    return t.detach().numpy().reshape(-1)

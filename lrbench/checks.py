@@ -1,0 +1,51 @@
+"""Input validation for ``linear_recurrence``: every message names the argument and what was seen."""
+from __future__ import annotations
+
+import torch
+
+
+def _desc(t: torch.Tensor) -> str:
+    return f"shape {tuple(t.shape)}, dtype {t.dtype}, device {t.device}"
+
+
+def check_inputs(a, x, h0, dim: int) -> int:
+    """Validate (a, x, h0); return ``dim`` normalised to ``[0, a.ndim)``."""
+    for name, t in (("a", a), ("x", x), ("h0", h0)):
+        if t is not None and not isinstance(t, torch.Tensor):
+            raise TypeError(f"argument {name!r} must be a torch.Tensor or numpy.ndarray, "
+                            f"got {type(t).__name__}")
+    if a.ndim == 0:
+        raise ValueError(f"argument 'a' must have a time axis; got a 0-d tensor ({_desc(a)})")
+    if a.shape != x.shape:
+        raise ValueError(f"arguments 'a' and 'x' must have the same shape; got a {tuple(a.shape)} "
+                         f"and x {tuple(x.shape)}")
+    if not -a.ndim <= dim < a.ndim:
+        raise ValueError(f"argument 'dim'={dim} is out of range for a and x of shape {tuple(a.shape)}")
+    dim %= a.ndim
+    for name, t in (("a", a), ("x", x), ("h0", h0)):
+        if t is not None and not t.is_floating_point():
+            raise TypeError(f"argument {name!r} must be a floating-point tensor; got {_desc(t)}")
+    others = [(n, t) for n, t in (("x", x), ("h0", h0)) if t is not None]
+    for name, t in others:
+        if t.dtype != a.dtype:
+            raise TypeError(f"arguments 'a' and {name!r} must have the same dtype; got a {a.dtype} "
+                            f"and {name} {t.dtype}")
+        if t.device != a.device:
+            raise ValueError(f"arguments 'a' and {name!r} must be on the same device; got a on "
+                             f"{a.device} and {name} on {t.device}")
+    if h0 is not None:
+        want = tuple(a.shape[:dim] + a.shape[dim + 1:])
+        if tuple(h0.shape) != want:
+            raise ValueError(f"argument 'h0' must have the shape of 'a' without the time axis "
+                             f"dim={dim}, {want}; got {tuple(h0.shape)} (a is {tuple(a.shape)})")
+    return dim
+
+
+def check_backend(name: str, mod, a: torch.Tensor) -> None:
+    """The backend can take this dtype and device."""
+    if a.dtype not in mod.DTYPES:
+        raise TypeError(f"backend {name!r} cannot take dtype {a.dtype} (arguments 'a', 'x'); "
+                        f"it takes {[str(d) for d in mod.DTYPES]}")
+    if mod.DEVICES is not None and a.device.type not in mod.DEVICES:
+        raise ValueError(f"backend {name!r} cannot run on device {a.device} (arguments 'a', 'x'); "
+                         f"it runs on {list(mod.DEVICES)}")

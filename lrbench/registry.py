@@ -1,0 +1,72 @@
+"""The backend registry: every implementation of the scan, by name, with why it may be unavailable.
+
+A backend module exposes ``forward(a, x, h0, reverse) -> h`` and
+``backward(a, h, h0, gh, reverse) -> (ga, gx, gh0)`` on time-major ``(T, N)`` contiguous tensors,
+``DTYPES`` (supported dtypes), ``DEVICES`` (device types, or None for any), optionally
+``check(a, x, h0)`` for value constraints and ``UNAVAILABLE`` (a reason, or None). The GPU
+backends register themselves here the same way.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    module: str
+    summary: str
+
+    def load(self):
+        """The backend's module; raises RuntimeError naming the reason when unavailable."""
+        try:
+            mod = importlib.import_module(self.module)
+        except ImportError as e:
+            raise RuntimeError(f"backend {self.name!r} is unavailable: {e}") from e
+        reason = getattr(mod, "UNAVAILABLE", None)
+        if reason:
+            raise RuntimeError(f"backend {self.name!r} is unavailable: {reason}")
+        return mod
+
+    def availability(self) -> tuple[bool, str]:
+        try:
+            self.load()
+        except RuntimeError as e:
+            return False, str(e).split(": ", 1)[-1]
+        return True, ""
+
+
+_REGISTRY: dict[str, Backend] = {}
+
+
+def register(name: str, module: str, summary: str) -> None:
+    _REGISTRY[name] = Backend(name, module, summary)
+
+
+def get(name: str) -> Backend:
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown backend {name!r}; choose 'auto' or one of {sorted(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+def names() -> list[str]:
+    return list(_REGISTRY)
+
+
+def backends() -> list[dict]:
+    """Every registered backend: name, summary, whether it is available here and if not, why."""
+    out = []
+    for b in _REGISTRY.values():
+        ok, why = b.availability()
+        out.append({"name": b.name, "available": ok, "reason": why, "summary": b.summary})
+    return out
+
+
+_P = "lrbench.backends."
+register("reference", _P + "reference", "float64 serial loop in NumPy; the ground truth")
+register("torch-loop", _P + "torch_loop", "naive PyTorch loop over T (any device)")
+register("cpu-serial", _P + "cpu_serial", "compiled (Numba) serial scan, vectorised over channels")
+register("cpu-chunked", _P + "cpu_chunked", "paper's Algorithm 1 on CPU cores (Numba threads)")
+register("torch-assoc", _P + "torch_assoc", "torch's generic associative_scan (eager)")
+register("log-space", _P + "log_space", "Heinsen's logcumsumexp trick; needs a > 0")

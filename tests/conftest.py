@@ -1,0 +1,79 @@
+"""Shared test data, the tolerance table and NaN poisoning."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import lrbench
+from lrbench.backends import cpu_chunked
+
+# One tolerance table per dtype: max|out - ref| <= atol + rtol * max|ref| (normwise), against the
+# float64 reference. log-space pays for exp/log round trips and gets its own row.
+TOL = {
+    torch.float64: dict(rtol=1e-12, atol=1e-12),
+    torch.float32: dict(rtol=2e-5, atol=1e-6),
+}
+TOL_LOG_SPACE = {
+    torch.float64: dict(rtol=1e-9, atol=1e-9),
+    torch.float32: dict(rtol=2e-3, atol=1e-4),
+}
+
+CPU_BACKENDS = ["torch-loop", "cpu-serial", "cpu-chunked", "torch-assoc", "log-space"]
+
+
+def tolerance(backend: str, dtype: torch.dtype) -> dict:
+    return (TOL_LOG_SPACE if backend == "log-space" else TOL)[dtype]
+
+
+def assert_close(name: str, out: torch.Tensor, ref: torch.Tensor, rtol: float, atol: float):
+    out64, ref64 = out.detach().double(), ref.detach().double()
+    assert out64.shape == ref64.shape, f"{name}: shape {tuple(out64.shape)} != {tuple(ref64.shape)}"
+    assert torch.equal(torch.isnan(out64), torch.isnan(ref64)), f"{name}: NaN pattern differs"
+    finite = torch.isfinite(ref64)
+    assert torch.equal(out64[~finite & ~torch.isnan(ref64)], ref64[~finite & ~torch.isnan(ref64)]), \
+        f"{name}: Inf entries differ"
+    if finite.any():
+        err = (out64[finite] - ref64[finite]).abs().max().item()
+        scale = ref64[finite].abs().max().item()
+        print(f"{name}: max abs err {err:.3g} (scale {scale:.3g})")
+        assert err <= atol + rtol * scale, f"{name}: max abs err {err:.3g} > {atol} + {rtol} * {scale:.3g}"
+
+
+def make_inputs(T, N, dtype, gates="sigmoid", seed=0, h0=True, extra=()):
+    """Seeded (a, x, h0) of shape (T, *extra, N) in float64, then cast to ``dtype``."""
+    g = torch.Generator().manual_seed(seed)
+    shape = (T, *extra, N)
+    if gates == "sigmoid":
+        a = torch.sigmoid(torch.randn(shape, generator=g, dtype=torch.float64))
+    elif gates == "long":
+        a = 0.999 + 0.001 * torch.rand(shape, generator=g, dtype=torch.float64)
+    else:
+        raise ValueError(gates)
+    x = torch.randn(shape, generator=g, dtype=torch.float64)
+    hz = torch.randn(shape[1:], generator=g, dtype=torch.float64) if h0 else None
+    cast = (lambda t: None if t is None else t.to(dtype))
+    return cast(a), cast(x), cast(hz)
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """Make cpu-chunked split, tile and leave a serial tail even on short test sequences."""
+    monkeypatch.setattr(cpu_chunked, "MIN_CHUNK_BYTES", 4)
+    monkeypatch.setattr(cpu_chunked, "TILE_BYTES", 4096)
+
+
+@pytest.fixture
+def poisoned(monkeypatch):
+    """Every output a backend allocates starts as NaN, so unwritten elements fail the test."""
+    real = torch.empty_like
+
+    def empty_like(t, *args, **kw):
+        out = real(t, *args, **kw)
+        if out.is_floating_point():
+            out.fill_(float("nan"))
+        return out
+    monkeypatch.setattr(torch, "empty_like", empty_like)
+
+
+def run(backend, a, x, h0, **kw):
+    return lrbench.linear_recurrence(a, x, h0, backend=backend, **kw)
