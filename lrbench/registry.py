@@ -63,7 +63,7 @@ def backends() -> list[dict]:
     return out
 
 
-_P = "lrbench.backends."
+_P = "lrbench.scan."
 register("reference", _P + "reference", "float64 serial loop in NumPy; the ground truth")
 register("torch-loop", _P + "torch_loop", "naive PyTorch loop over T (any device)")
 register("cpu-serial", _P + "cpu_serial", "compiled (Numba) serial scan, vectorised over channels")

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import lrbench
-from lrbench.backends import cpu_chunked
+from lrbench.scan import cpu_chunked
 
 # One tolerance table per dtype: max|out - ref| <= atol + rtol * max|ref| (normwise), against the
 # float64 reference. log-space pays for exp/log round trips and gets its own row.

@@ -1,0 +1,1 @@
+"""One module per scan backend (see ``lrbench.registry``), plus the Numba kernels they share."""
