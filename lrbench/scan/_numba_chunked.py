@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numba as nb
 
-from ._numba_serial import _row
+from ._numba_serial import _row, scan, scan_grad
 
 K1 = 8   # chunks interleaved per prange iteration when N == 1
 
@@ -79,14 +79,8 @@ def carries(P, R, c, cin):
 def rescan(a, ao, x, xo, h, ho, rs, N, L, C, cin):
     """h <- scan of every chunk from its carry-in."""
     for j in nb.prange(C):
-        c = cin[j]
-        o = j * L
-        for p in range(o, o + L):
-            ar, xr, hr = _row(a, ao, p, rs, N), _row(x, xo, p, rs, N), _row(h, ho, p, rs, N)
-            for n in range(N):
-                v = ar[n] * c[n] + xr[n]
-                c[n] = v
-                hr[n] = v
+        o = j * L * rs
+        scan(a, ao + o, x, xo + o, h, ho + o, rs, L, N, cin[j].copy())
 
 
 @nb.njit(cache=True, nogil=True, parallel=True)
@@ -114,13 +108,5 @@ def rescan_1(a, x, h, L, C, cin):
 def rescan_grad(a, ao, x, xo, hp, hpo, g, go, ga, gao, rs, N, L, C, cin):
     """g <- scan of every chunk from its carry-in, and ga <- g * hp, in the same pass."""
     for j in nb.prange(C):
-        c = cin[j].copy()
-        o = j * L
-        for p in range(o, o + L):
-            ar, xr, pr = _row(a, ao, p, rs, N), _row(x, xo, p, rs, N), _row(hp, hpo, p, rs, N)
-            gr, gar = _row(g, go, p, rs, N), _row(ga, gao, p, rs, N)
-            for n in range(N):
-                v = ar[n] * c[n] + xr[n]
-                c[n] = v
-                gr[n] = v
-                gar[n] = v * pr[n]
+        o = j * L * rs
+        scan_grad(a, ao + o, x, xo + o, hp, hpo + o, g, go + o, ga, gao + o, rs, L, N, cin[j].copy())

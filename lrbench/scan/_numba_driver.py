@@ -8,6 +8,8 @@ the end); the first and last positions are done here row-wise, the rest by the e
 """
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import torch
 
@@ -44,3 +46,15 @@ def backward(engine, a, h, h0, gh, reverse):
     first = T - 1 if reverse else 0
     gh0 = a[first] * gx[first] if h0 is not None else None
     return ga, gx, gh0
+
+
+def bind(scan_range):
+    """(forward, backward) of a backend whose engine is ``scan_range``."""
+    engine = SimpleNamespace(scan_range=scan_range)
+
+    def fwd(a, x, h0, reverse):
+        return forward(engine, a, x, h0, reverse)
+
+    def bwd(a, h, h0, gh, reverse):
+        return backward(engine, a, h, h0, gh, reverse)
+    return fwd, bwd

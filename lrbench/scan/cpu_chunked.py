@@ -67,13 +67,4 @@ def scan_range(o, a, x, h, n, c, hp=None, ga=None):
         q0 += m
 
 
-class _Engine:
-    scan_range = staticmethod(scan_range)
-
-
-def forward(a, x, h0, reverse):
-    return _drv.forward(_Engine, a, x, h0, reverse)
-
-
-def backward(a, h, h0, gh, reverse):
-    return _drv.backward(_Engine, a, h, h0, gh, reverse)
+forward, backward = _drv.bind(scan_range)
