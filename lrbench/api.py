@@ -1,6 +1,8 @@
 """``linear_recurrence``: the public entry point, autograd, and the ``auto`` backend rule."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -18,7 +20,7 @@ def auto_backend(T: int, N: int, dtype: torch.dtype, device: torch.device) -> st
     """The backend ``auto`` picks: a documented rule, no timing at call time."""
     if device.type != "cpu" or dtype not in (torch.float32, torch.float64):
         return "torch-loop"
-    if not registry.get("cpu-serial").availability()[0]:
+    if not registry.available("cpu-serial"):
         return "torch-loop"
     if N <= AUTO_CHUNKED_MAX_N and T >= AUTO_CHUNKED_MIN_T:
         return "cpu-chunked"
@@ -68,7 +70,7 @@ def linear_recurrence(a, x, h0=None, *, dim: int = 0, reverse: bool = False, bac
     dim = check_inputs(a, x, h0, dim)
     T = a.shape[dim]
     rest = a.shape[:dim] + a.shape[dim + 1:]
-    N = int(np.prod(rest, dtype=np.int64)) if rest else 1
+    N = math.prod(rest)
     name = auto_backend(T, N, a.dtype, a.device) if backend == "auto" else backend
     entry = registry.get(name)
     mod = entry.load()
@@ -76,11 +78,12 @@ def linear_recurrence(a, x, h0=None, *, dim: int = 0, reverse: bool = False, bac
     if T == 0 or N == 0:
         h = a * x                                  # empty, right shape, still in the graph
     else:
-        a2 = a.movedim(dim, 0).reshape(T, N).contiguous()
-        x2 = x.movedim(dim, 0).reshape(T, N).contiguous()
+        a2, x2 = (t.movedim(dim, 0) if dim else t for t in (a, x))
+        a2, x2 = a2.reshape(T, N).contiguous(), x2.reshape(T, N).contiguous()
         h02 = h0.reshape(N).contiguous() if h0 is not None else None
         if hasattr(mod, "check"):
             mod.check(a2, x2, h02)
         h = _LinearRecurrence.apply(a2, x2, h02, mod, reverse)
-        h = h.reshape((T,) + tuple(rest)).movedim(0, dim)
+        h = h.reshape((T,) + tuple(rest))
+        h = h.movedim(0, dim) if dim else h
     return h.detach().numpy() if as_numpy else h

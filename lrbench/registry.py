@@ -8,6 +8,7 @@ backends register themselves here the same way.
 """
 from __future__ import annotations
 
+import functools
 import importlib
 from dataclasses import dataclass
 
@@ -48,6 +49,12 @@ def get(name: str) -> Backend:
     if name not in _REGISTRY:
         raise ValueError(f"unknown backend {name!r}; choose 'auto' or one of {sorted(_REGISTRY)}")
     return _REGISTRY[name]
+
+
+@functools.cache
+def available(name: str) -> bool:
+    """Whether backend ``name`` loads here (cached: the answer does not change within a process)."""
+    return get(name).availability()[0]
 
 
 def names() -> list[str]:
