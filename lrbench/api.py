@@ -18,6 +18,10 @@ AUTO_CHUNKED_MIN_T = 1 << 15
 
 def auto_backend(T: int, N: int, dtype: torch.dtype, device: torch.device) -> str:
     """The backend ``auto`` picks: a documented rule, no timing at call time."""
+    if device.type == "cuda":
+        # cuda-scan dispatches inside itself (tiled scan, or the serial kernel where that is at
+        # least as fast), so it is never slower than cuda-serial by construction of its rule.
+        return "cuda-scan" if registry.available("cuda-scan") else "torch-loop"
     if device.type != "cpu" or dtype not in (torch.float32, torch.float64):
         return "torch-loop"
     if not registry.available("cpu-serial"):

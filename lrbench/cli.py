@@ -1,4 +1,4 @@
-"""The ``lrbench`` command: ``bench`` (time the backends), ``backends``, ``info``."""
+"""The ``lrbench`` command: ``bench`` (time the backends), ``backends``, ``kernels``, ``info``."""
 from __future__ import annotations
 
 import argparse
@@ -13,6 +13,8 @@ def main(argv=None) -> int:
     b.add_argument("--full", action="store_true", help="the full grid (default: quick)")
     b.add_argument("--out", default="results/cpu/bench.csv", help="CSV to write (atomically)")
     sub.add_parser("backends", help="list backends and whether they are available here")
+    k = sub.add_parser("kernels", help="compile kernels/*.cu with NVRTC; print ptxas's report")
+    k.add_argument("--arch", action="append", help="e.g. sm_90 (repeatable; default sm_80, sm_90)")
     sub.add_parser("info", help="print the machine stamp results carry")
     args = p.parse_args(argv)
 
@@ -30,6 +32,15 @@ def main(argv=None) -> int:
         for row in backends():
             mark = "yes" if row["available"] else f"no ({row['reason']})"
             print(f"{row['name']:12s} {mark:40s} {row['summary']}")
+    elif args.cmd == "kernels":
+        from . import kernels
+        print(f"{'function':22s} {'arch':6s} {'regs':>4s} {'stack':>5s} {'spill st':>8s} "
+              f"{'spill ld':>8s} {'smem':>5s}")
+        for path in kernels.sources():
+            for arch in args.arch or kernels.ARCHS:
+                for r in kernels.compile_report(path, arch)[0]:
+                    print(f"{r.function:22s} {r.arch:6s} {r.registers:4d} {r.stack_bytes:5d} "
+                          f"{r.spill_stores:8d} {r.spill_loads:8d} {r.smem_bytes:5d}")
     elif args.cmd == "info":
         from .machine import info
         json.dump(info(), sys.stdout, indent=2)

@@ -77,3 +77,7 @@ register("cpu-serial", _P + "cpu_serial", "compiled (Numba) serial scan, vectori
 register("cpu-chunked", _P + "cpu_chunked", "paper's Algorithm 1 on CPU cores (Numba threads)")
 register("torch-assoc", _P + "torch_assoc", "torch's generic associative_scan (eager)")
 register("log-space", _P + "log_space", "Heinsen's logcumsumexp trick; needs a > 0")
+register("cuda-serial", _P + "cuda_serial", "serial CUDA loop, a thread per channel (paper's SLR)")
+register("cuda-paper", _P + "cuda_paper", "port of the paper's three-kernel CUDA scan (Table 1)")
+register("cuda-scan", _P + "cuda_scan", "single-pass tiled CUDA scan with decoupled look-back")
+register("triton-scan", _P + "triton_scan", "Triton associative_scan over chunks, carried prefix")

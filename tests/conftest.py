@@ -1,8 +1,13 @@
 """Shared test data, the tolerance table and NaN poisoning."""
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")   # triton-scan then runs on CPU tensors
 
 import lrbench
 from lrbench.scan import cpu_chunked
@@ -12,6 +17,8 @@ from lrbench.scan import cpu_chunked
 TOL = {
     torch.float64: dict(rtol=1e-12, atol=1e-12),
     torch.float32: dict(rtol=2e-5, atol=1e-6),
+    torch.float16: dict(rtol=5e-3, atol=1e-3),     # fp32 accumulation; one rounding per output
+    torch.bfloat16: dict(rtol=2e-2, atol=1e-2),
 }
 TOL_LOG_SPACE = {
     torch.float64: dict(rtol=1e-9, atol=1e-9),
@@ -19,6 +26,7 @@ TOL_LOG_SPACE = {
 }
 
 CPU_BACKENDS = ["torch-loop", "cpu-serial", "cpu-chunked", "torch-assoc", "log-space"]
+GPU_BACKENDS = ["cuda-serial", "cuda-paper", "cuda-scan", "triton-scan"]
 
 
 def tolerance(backend: str, dtype: torch.dtype) -> dict:
