@@ -1,4 +1,4 @@
-"""The ``lrbench`` command: ``bench`` (time the backends), ``backends``, ``kernels``, ``info``."""
+"""The ``lrbench`` command: bench, report, perfcheck, backends, kernels, machine, info."""
 from __future__ import annotations
 
 import argparse
@@ -15,6 +15,10 @@ def main(argv=None) -> int:
     sub.add_parser("backends", help="list backends and whether they are available here")
     k = sub.add_parser("kernels", help="compile kernels/*.cu with NVRTC; print ptxas's report")
     k.add_argument("--arch", action="append", help="e.g. sm_90 (repeatable; default sm_80, sm_90)")
+    r = sub.add_parser("report", help="regenerate charts and tables from results/asv")
+    r.add_argument("--results", default="results", help="the results folder")
+    sub.add_parser("perfcheck", help="CI performance gate: same-process ratios vs thresholds")
+    sub.add_parser("machine", help="print this machine's stable name for asv results")
     sub.add_parser("info", help="print the machine stamp results carry")
     args = p.parse_args(argv)
 
@@ -41,6 +45,19 @@ def main(argv=None) -> int:
                 for r in kernels.compile_report(path, arch)[0]:
                     print(f"{r.function:22s} {r.arch:6s} {r.registers:4d} {r.stack_bytes:5d} "
                           f"{r.spill_stores:8d} {r.spill_loads:8d} {r.smem_bytes:5d}")
+    elif args.cmd == "report":
+        from .report import run as report
+        written, problems = report(args.results)
+        for p in problems:
+            print(f"warning: {p}", file=sys.stderr)
+        for w in written:
+            print(f"wrote {w}")
+    elif args.cmd == "perfcheck":
+        from .perfcheck import main as perfcheck
+        return perfcheck()
+    elif args.cmd == "machine":
+        from .machine import name
+        print(name())
     elif args.cmd == "info":
         from .machine import info
         json.dump(info(), sys.stdout, indent=2)

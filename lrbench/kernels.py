@@ -10,7 +10,20 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-KERNELS = Path(os.environ.get("LRBENCH_KERNELS", Path(__file__).resolve().parent.parent / "kernels"))
+
+
+def _kernels_dir() -> Path:
+    """$LRBENCH_KERNELS, else the source checkout's kernels/, else asv's config folder's (a wheel
+    built by ``asv run`` holds the package only; asv runs with ASV_CONF_DIR set)."""
+    if os.environ.get("LRBENCH_KERNELS"):
+        return Path(os.environ["LRBENCH_KERNELS"])
+    here = Path(__file__).resolve().parent.parent / "kernels"
+    if here.is_dir() or not os.environ.get("ASV_CONF_DIR"):
+        return here
+    return Path(os.environ["ASV_CONF_DIR"]) / "kernels"
+
+
+KERNELS = _kernels_dir()
 ARCHS = ("sm_80", "sm_90")
 OPTIONS = ("-std=c++17",)
 

@@ -57,3 +57,17 @@ def info() -> dict:
         except (OSError, subprocess.SubprocessError):
             pass
     return d
+
+
+def name() -> str:
+    """A stable machine name for asv results: GPU model if any, else CPU model and core count
+    (hostnames change between CI runs)."""
+    import re
+
+    import torch
+    if torch.cuda.is_available():
+        label = torch.cuda.get_device_name()
+    else:
+        label = f"{_cpu_model()}-{os.cpu_count()}c"
+    label = re.sub(r"\(R\)|\(TM\)|CPU|Processor|NVIDIA|\d+-Core", "", label)
+    return re.sub(r"[^A-Za-z0-9.]+", "-", label).strip("-").lower()

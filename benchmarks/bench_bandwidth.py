@@ -1,0 +1,75 @@
+"""Copy bandwidth of each device, and every scan's throughput as a share of it.
+
+The floor of a forward fp32 scan is 12 bytes per element (read a and x, write h). The ``track_``
+values time scan and copy of the same bytes back to back in one process, so the ratio holds up
+on a slow or noisy machine. asv counts a larger ``track_`` value as worse; these names say
+"higher is better".
+"""
+from __future__ import annotations
+
+import torch
+
+import lrbench
+
+from .common import (BACKENDS, backend_device, copy_seconds, cuda_available, inputs,
+                     median_seconds, require, setup_once, sync)
+
+SIZES_MB = [16, 256]
+
+
+class Copy:
+    """A device copy: MB read once and written once."""
+    params = (["cpu", "cuda"], SIZES_MB)
+    param_names = ["device", "MB"]
+
+    @setup_once
+    def setup(self, device, MB):
+        if device == "cuda" and not cuda_available():
+            raise NotImplementedError("no CUDA device")
+        self.src = torch.ones(MB << 18, dtype=torch.float32, device=device)
+        self.dst = torch.empty_like(self.src)
+        self.dst.copy_(self.src)
+        sync(device)
+
+    def time_copy(self, device, MB):
+        self.dst.copy_(self.src)
+        sync(device)
+
+    def track_copy_GBps_higher_is_better(self, device, MB):
+        return 2 * self.src.nbytes / copy_seconds(self.src.nbytes, device) / 1e9
+    track_copy_GBps_higher_is_better.unit = "GB/s"
+
+
+# 2^24 elements (T, N) on the GPU; a quarter of T on the CPU.
+SHAPES = ["65536x256", "16777216x1", "4096x4096"]
+
+
+class ScanBandwidth:
+    """Forward scan, fp32: 12 bytes per element per second, and as % of copy bandwidth."""
+    params = (BACKENDS, SHAPES)
+    param_names = ["backend", "TxN"]
+    timeout = 300
+
+    @setup_once
+    def setup(self, backend, TxN):
+        T, N = map(int, TxN.split("x"))
+        self.device = backend_device(backend)
+        if self.device == "cpu":
+            T //= 4
+        require(backend, T, N, "float32")
+        a, x = inputs(T, N, "float32", self.device)
+        torch.set_grad_enabled(False)
+        self.nbytes = 3 * a.nbytes
+        self.call = lambda: lrbench.linear_recurrence(a, x, backend=backend)
+        self.call()
+        sync(self.device)
+
+    def track_percent_of_copy_higher_is_better(self, backend, TxN):
+        scan = median_seconds(self.call, self.device)
+        copy = copy_seconds(self.nbytes // 2, self.device)   # moves nbytes, like the scan
+        return 100.0 * copy / scan
+    track_percent_of_copy_higher_is_better.unit = "% of copy bandwidth"
+
+    def track_scan_GBps_higher_is_better(self, backend, TxN):
+        return self.nbytes / median_seconds(self.call, self.device) / 1e9
+    track_scan_GBps_higher_is_better.unit = "GB/s"

@@ -1,0 +1,33 @@
+"""The paper's configurations: Table 1 (minibatch 1, m features, kernel-level forward).
+
+Speedup = serial time / parallel time on the same device; the report pairs cuda-paper and
+cuda-scan with cuda-serial (the paper's PLR/SLR), and cpu-chunked with cpu-serial.
+"""
+from __future__ import annotations
+
+import torch
+
+import lrbench
+
+from .common import backend_device, inputs, require, setup_once, sync
+
+TABLE1_BACKENDS = ["cuda-serial", "cuda-paper", "cuda-scan", "cpu-serial", "cpu-chunked"]
+
+
+class Table1:
+    params = (TABLE1_BACKENDS, [4, 32, 128], [16, 256, 4096, 65536])
+    param_names = ["backend", "m", "T"]
+
+    @setup_once
+    def setup(self, backend, m, T):
+        require(backend, T, m, "float32")
+        self.device = backend_device(backend)
+        a, x = inputs(T, m, "float32", self.device)
+        torch.set_grad_enabled(False)
+        self.call = lambda: lrbench.linear_recurrence(a, x, backend=backend)
+        self.call()
+        sync(self.device)
+
+    def time_forward(self, backend, m, T):
+        self.call()
+        sync(self.device)

@@ -1,0 +1,103 @@
+"""Shared by the asv suite: seeded inputs, device checks, synchronisation and ``setup_once``.
+
+Parameters are identical on every machine; a combination that cannot run here (no GPU, backend
+unavailable, dtype unsupported, too big for this device) raises ``NotImplementedError`` in setup,
+which asv records as n/a. Nothing touches CUDA at import time; torch and lrbench are imported here
+so that a forkserver launch (CPU-only runs) pays for them once, not once per parameter.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import statistics
+import time
+
+import numpy as np
+import torch
+
+import lrbench
+
+# Every scan subject. reference is the ground truth, not a subject.
+BACKENDS = ["cpu-serial", "cpu-chunked", "torch-loop", "torch-assoc", "log-space",
+            "cuda-serial", "cuda-paper", "cuda-scan", "triton-scan"]
+# Largest T*N per device, the longest T a Python loop over T is given, slow generic scans.
+MAX_ELEMENTS = {"cpu": 1 << 24, "cuda": 1 << 30}
+MAX_T = {"torch-loop": 1 << 16}
+MAX_CPU_ELEMENTS = {"torch-assoc": 1 << 22}
+
+
+def setup_once(fn):
+    """Run an expensive, idempotent setup once per process and parameter tuple (asv_runner >= 0.3
+    calls setup before every timed call)."""
+    attr = f"_once_{fn.__name__}"
+
+    @functools.wraps(fn)
+    def wrapper(self, *params):
+        if getattr(self, attr, None) == params:
+            return
+        fn(self, *params)
+        setattr(self, attr, params)
+    return wrapper
+
+
+def cuda_available() -> bool:
+    if os.environ.get("LRBENCH_BENCH_NO_GPU") == "1":
+        return False
+    return torch.cuda.is_available()
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def backend_device(backend: str) -> str:
+    """Where a backend's inputs live (triton-scan under the interpreter is not a benchmark)."""
+    return "cuda" if backend.startswith(("cuda-", "triton-")) else "cpu"
+
+
+def require(backend: str, T: int, N: int, dtype: str):
+    """The backend's module, or NotImplementedError saying why this combination cannot run here."""
+    device = backend_device(backend)
+    if device == "cuda" and not cuda_available():
+        raise NotImplementedError("no CUDA device")
+    if T * N > MAX_ELEMENTS[device]:
+        raise NotImplementedError(f"T*N = {T * N} exceeds this suite's {device} budget")
+    if T > MAX_T.get(backend, T) or (device == "cpu" and T * N > MAX_CPU_ELEMENTS.get(backend, T * N)):
+        raise NotImplementedError(f"{backend} is too slow at T={T}, N={N}")
+    try:
+        mod = lrbench.registry.get(backend).load()
+    except RuntimeError as e:
+        raise NotImplementedError(str(e)) from e
+    if getattr(torch, dtype) not in mod.DTYPES:
+        raise NotImplementedError(f"{backend} does not take {dtype}")
+    return mod
+
+
+def inputs(T: int, N: int, dtype: str, device: str, seed: int = 0, grad: bool = False):
+    """Seeded (a, x): the paper's long-memory gates a in [0.999, 1), x ~ N(0, 1), shape (T, N)."""
+    rng = np.random.default_rng(seed)
+    a = 0.999 + 0.001 * rng.random((T, N), dtype=np.float32)
+    x = rng.standard_normal((T, N), dtype=np.float32)
+    out = [torch.from_numpy(v).to(device=device, dtype=getattr(torch, dtype)) for v in (a, x)]
+    return [t.requires_grad_() for t in out] if grad else out
+
+
+def median_seconds(fn, device: str, reps: int = 20, min_seconds: float = 0.05) -> float:
+    """Median wall time of ``fn`` (synchronised on the GPU) after one warm-up call."""
+    fn()
+    sync(device)
+    times, start = [], time.perf_counter()
+    while len(times) < 3 or (len(times) < reps and time.perf_counter() - start < min_seconds):
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def copy_seconds(nbytes: int, device: str) -> float:
+    """Median time to copy an ``nbytes`` buffer (so 2 * nbytes moved) on ``device``."""
+    src = torch.ones(max(nbytes // 4, 1), dtype=torch.float32, device=device)
+    dst = torch.empty_like(src)
+    return median_seconds(lambda: dst.copy_(src), device)

@@ -1,0 +1,239 @@
+"""``lrbench report``: charts and tables regenerated from the committed asv results.
+
+Reads ``results/asv/<machine>/*.json`` (asv's own format) with pandas and the paper's numbers
+from ``results/paper/*.csv``; writes PNG and SVG under ``results/figures/`` and markdown under
+``results/tables/``. A missing, stale (benchmark code changed since) or corrupt file is reported
+in one line and skipped; everything else still plots.
+"""
+from __future__ import annotations
+
+import ast
+import itertools
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+# (parallel, serial) pairs whose time ratio is "the speedup"; one chart panel each.
+PAIRS = [("cuda-scan", "cuda-serial"), ("cuda-paper", "cuda-serial"), ("triton-scan", "cuda-serial"),
+         ("cpu-chunked", "cpu-serial")]
+
+
+def _value(v):
+    try:
+        return ast.literal_eval(v)
+    except (ValueError, SyntaxError):
+        return v
+
+
+def load(results: Path) -> tuple[pd.DataFrame, list[str]]:
+    """One row per measured point: machine, commit, date, benchmark, params..., value, unit."""
+    problems: list[str] = []
+    index = results / "benchmarks.json"
+    try:
+        benchmarks = json.loads(index.read_text())
+    except (OSError, ValueError) as e:
+        return pd.DataFrame(), [f"{index}: cannot read the benchmark index ({e}); run the suite first"]
+    rows = []
+    for path in sorted(results.glob("*/*.json")):
+        if path.name == "machine.json":
+            continue
+        try:
+            data = json.loads(path.read_text())
+            columns = data["result_columns"]
+            machine, commit, date = path.parent.name, data["commit_hash"][:8], data["date"]
+            entries = data["results"].items()
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            problems.append(f"{path}: corrupt result file, skipped ({type(e).__name__}: {e})")
+            continue
+        stale = set()
+        for name, raw in entries:
+            row = dict(zip(columns, raw))
+            meta = benchmarks.get(name)
+            if meta is None or meta.get("version") != row.get("version"):
+                stale.add(name)
+                continue
+            values, params = row.get("result") or [], row.get("params") or []
+            for combo, value in zip(itertools.product(*params), values):
+                if value is None or (isinstance(value, float) and math.isnan(value)):
+                    continue
+                rec = dict(machine=machine, commit=commit, date=date, benchmark=name,
+                           value=float(value), unit=meta.get("unit", ""))
+                rec.update({k: _value(v) for k, v in zip(meta.get("param_names", []), combo)})
+                rows.append(rec)
+        if stale:
+            problems.append(f"{path}: {len(stale)} stale benchmark(s) (code changed since; re-run "
+                            f"them), skipped: {', '.join(sorted(stale)[:3])}"
+                            f"{' ...' if len(stale) > 3 else ''}")
+    df = pd.DataFrame(rows)
+    if not df.empty:                              # the newest result per machine and point
+        keys = [c for c in df.columns if c not in ("commit", "date", "value", "unit")]
+        df = df.sort_values("date").groupby(keys, dropna=False, as_index=False).last()
+    return df, problems
+
+
+def _save(fig, out: Path, stem: str, written: list[Path]):
+    out.mkdir(parents=True, exist_ok=True)
+    for ext in ("png", "svg"):
+        path = out / f"{stem}.{ext}"
+        _atomic(path, lambda f, ext=ext: fig.savefig(f, format=ext, dpi=120, bbox_inches="tight"))
+        written.append(path)
+
+
+def _atomic(path: Path, write):
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def markdown(df: pd.DataFrame) -> str:
+    """A pipe table (pandas' to_markdown needs tabulate, which lrbench does not pull in)."""
+    df = df.reset_index()
+    cols = [" ".join(map(str, c)) if isinstance(c, tuple) else str(c) for c in df.columns]
+    cell = (lambda v: "" if isinstance(v, float) and math.isnan(v) else f"{v:g}" if isinstance(v, float) else str(v))
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def _write_text(path: Path, text: str, written: list[Path]):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic(path, lambda f: f.write(text.encode()))
+    written.append(path)
+
+
+def _speedups(times: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """serial time / parallel time for each PAIR where both were measured."""
+    if times.empty or not {*keys, "backend"} <= set(times.columns):
+        return pd.DataFrame()
+    wide = times.pivot_table(index=keys, columns="backend", values="value")
+    out = []
+    for par, ser in PAIRS:
+        if par in wide and ser in wide:
+            s = (wide[ser] / wide[par]).dropna().rename("speedup").reset_index()
+            s["pair"] = f"{par} / {ser}"
+            out.append(s)
+    return pd.concat(out) if out else pd.DataFrame()
+
+
+def _select(df: pd.DataFrame, benchmark: str, **equal) -> pd.DataFrame:
+    """The rows of one benchmark (with its parameter columns only), filtered by parameter values."""
+    d = df[df.benchmark == benchmark].dropna(axis=1, how="all")
+    for k, v in equal.items():
+        d = d[d[k] == v] if k in d else d.iloc[:0]
+    return d
+
+
+def speedup_chart(df, machine, figures, written):
+    import matplotlib.pyplot as plt
+    t = _select(df, "bench_scan.ScanForward.time_forward", dtype="float32")
+    sp = _speedups(t, ["N", "T"])
+    if sp.empty:
+        return
+    pairs = list(dict.fromkeys(sp.pair))
+    fig, axes = plt.subplots(1, len(pairs), figsize=(5.5 * len(pairs), 4), squeeze=False)
+    for ax, pair in zip(axes[0], pairs):
+        for N, g in sp[sp.pair == pair].groupby("N"):
+            ax.plot(g["T"], g["speedup"], marker="o", label=f"N = {int(N)}")
+        ax.axhline(1.0, color="grey", lw=0.8, ls=":")
+        ax.set(xscale="log", yscale="log", xlabel="sequence length T", ylabel="speedup (x)",
+               title=f"{pair}, fp32 forward")
+        ax.legend(fontsize=8)
+    fig.suptitle(f"parallel vs serial scan on {machine}")
+    _save(fig, figures, f"speedup_vs_length_{machine}", written)
+    plt.close(fig)
+
+
+def bandwidth_chart(df, machine, figures, tables, written):
+    import matplotlib.pyplot as plt
+    b = _select(df, "bench_bandwidth.ScanBandwidth.track_percent_of_copy_higher_is_better")
+    if b.empty:
+        return
+    wide = b.pivot_table(index="backend", columns="TxN", values="value")
+    ax = wide.plot.bar(figsize=(8, 4), rot=30)
+    ax.set(ylabel="% of copy bandwidth (12 B/element)", title=f"fp32 forward scan on {machine}")
+    ax.axhline(100, color="grey", lw=0.8, ls=":")
+    _save(ax.figure, figures, f"percent_of_copy_{machine}", written)
+    plt.close(ax.figure)
+    copy = _select(df, "bench_bandwidth.Copy.track_copy_GBps_higher_is_better")
+    text = (f"# Scan bandwidth on {machine}\n\nfp32 forward, 12 bytes per element, as % of a copy "
+            f"of the same bytes measured in the same process (higher is better).\n\n"
+            f"{markdown(wide.round(1))}\n")
+    if not copy.empty:
+        text += ("\nCopy bandwidth (GB/s, read + write):\n\n"
+                 f"{markdown(copy.astype({'MB': int}).pivot_table(index='device', columns='MB', values='value').round(1))}\n")
+    _write_text(tables / f"bandwidth_{machine}.md", text, written)
+
+
+def table1(df, machine, paper: pd.DataFrame, figures, tables, written):
+    import matplotlib.pyplot as plt
+    t = _select(df, "bench_paper.Table1.time_forward")
+    sp = _speedups(t, ["m", "T"])
+    if sp.empty:
+        return
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4), sharey=True)
+    for ax, m in zip(axes, [4, 32, 128]):
+        for pair, g in sp[sp.m == m].groupby("pair"):
+            ax.plot(g["T"], g["speedup"], marker="o", label=f"ours: {pair}")
+        p = paper[paper.m == m]
+        ax.plot(p["T"], p["speedup"], "k--", marker="s", label="paper (K80, PLR/SLR)")
+        ax.axhline(1.0, color="grey", lw=0.8, ls=":")
+        ax.set(xscale="log", yscale="log", xlabel="T", title=f"m = {m}, minibatch 1")
+        ax.legend(fontsize=7)
+    axes[0].set_ylabel("speedup over the serial kernel (x)")
+    fig.suptitle(f"Table 1 on {machine}, beside the paper")
+    _save(fig, figures, f"table1_{machine}", written)
+    plt.close(fig)
+    lines = [f"# Table 1 on {machine}: parallel / serial kernel speedup, minibatch 1, fp32 forward",
+             "", f"Paper: {paper['source'].iloc[0]}.", ""]
+    ours = sp.pivot_table(index="T", columns=["pair", "m"], values="speedup")
+    both = paper.pivot_table(index="T", columns="m", values="speedup")
+    both.columns = [f"paper m={m}" for m in both.columns]
+    for pair in dict.fromkeys(sp.pair):
+        for m in [4, 32, 128]:
+            if (pair, m) in ours:
+                both[f"{pair} m={m}"] = ours[(pair, m)]
+    lines.append(markdown(both.round(2)))
+    _write_text(tables / f"table1_{machine}.md", "\n".join(lines) + "\n", written)
+
+
+def scan_table(df, machine, tables, written):
+    t = _select(df, "bench_scan.ScanForward.time_forward", dtype="float32")
+    if t.empty:
+        return
+    ms = t.astype({"N": int, "T": int}).assign(ms=t.value * 1e3).pivot_table(index=["N", "T"], columns="backend", values="ms")
+    text = (f"# Forward scan time on {machine} (ms, fp32, median; lower is better)\n\n"
+            f"{markdown(ms.round(3))}\n")
+    _write_text(tables / f"scan_{machine}.md", text, written)
+
+
+def run(results: str = "results") -> tuple[list[Path], list[str]]:
+    import matplotlib
+    matplotlib.use("Agg")
+    root = Path(results)
+    df, problems = load(root / "asv")
+    figures, tables = root / "figures", root / "tables"
+    try:
+        paper1 = pd.read_csv(root / "paper" / "table1.csv")
+    except (OSError, ValueError) as e:
+        problems.append(f"{root / 'paper' / 'table1.csv'}: the paper's Table 1 is missing ({e})")
+        paper1 = pd.DataFrame(columns=["T", "m", "speedup", "source"])
+    written: list[Path] = []
+    if df.empty:
+        problems.append(f"{root / 'asv'}: no usable results; run `make bench` first")
+        return written, problems
+    for machine, d in df.groupby("machine"):
+        speedup_chart(d, machine, figures, written)
+        bandwidth_chart(d, machine, figures, tables, written)
+        scan_table(d, machine, tables, written)
+        if not paper1.empty:
+            table1(d, machine, paper1, figures, tables, written)
+    return written, problems

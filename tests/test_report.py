@@ -1,0 +1,101 @@
+"""``lrbench report`` from asv result files (fabricated here in asv's format), and the perf gate."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from lrbench import perfcheck, report
+
+ROOT = Path(__file__).resolve().parent.parent
+COLUMNS = ["result", "params", "version", "started_at", "duration", "stats_ci_99_a",
+           "stats_ci_99_b", "stats_q_25", "stats_q_75", "stats_number", "stats_repeat", "samples",
+           "profile"]
+SCAN = "bench_scan.ScanForward.time_forward"
+T1 = "bench_paper.Table1.time_forward"
+
+
+def _write_results(root: Path, version="v1", t1_params=None):
+    asv = root / "asv"
+    (asv / "box").mkdir(parents=True)
+    backends, Ts, Ns = ["'cpu-serial'", "'cpu-chunked'"], ["16", "65536"], ["1", "32"]
+    bench = {
+        SCAN: dict(version=version, unit="seconds", param_names=["backend", "T", "N", "dtype"],
+                   params=[backends, Ts, Ns, ["'float32'"]]),
+        T1: dict(version=version, unit="seconds", param_names=["backend", "m", "T"],
+                 params=[backends, ["4", "32", "128"], ["16", "256", "4096", "65536"]]),
+    }
+    (asv / "benchmarks.json").write_text(json.dumps(bench))
+    # cpu-serial takes 1 s everywhere; cpu-chunked T/65536 s, so the speedup is 65536 / T.
+    scan = [1.0 if b == "'cpu-serial'" else int(T) / 65536 for b in backends for T in Ts for N in Ns]
+    scan[1] = float("nan")                                     # a skipped point
+    t1 = [1.0 if b == "'cpu-serial'" else int(T) / 65536 for b in backends for m in range(3)
+          for T in bench[T1]["params"][2]]
+    row = lambda r, p: [r, p, version] + [None] * (len(COLUMNS) - 3)
+    data = dict(commit_hash="abcdef1234", env_name="existing", date=1, result_columns=COLUMNS,
+                results={SCAN: row(scan, bench[SCAN]["params"]),
+                         T1: row(t1, t1_params or bench[T1]["params"])})
+    (asv / "box" / "machine.json").write_text("{}")
+    (asv / "box" / "abcdef12-existing.json").write_text(json.dumps(data))
+    shutil.copytree(ROOT / "results" / "paper", root / "paper")
+    return asv
+
+
+def test_load_reads_asv_results(tmp_path):
+    _write_results(tmp_path)
+    df, problems = report.load(tmp_path / "asv")
+    assert problems == []
+    scan = df[df.benchmark == SCAN]
+    assert len(scan) == 7                                       # 8 points, one skipped
+    assert set(scan.backend) == {"cpu-serial", "cpu-chunked"} and set(scan["T"]) == {16, 65536}
+    fast = scan[(scan.backend == "cpu-chunked") & (scan["T"] == 16) & (scan.N == 32)]
+    assert fast.value.item() == pytest.approx(16 / 65536)
+
+
+def test_report_writes_charts_and_tables_with_the_paper(tmp_path):
+    _write_results(tmp_path)
+    written, problems = report.run(str(tmp_path))
+    names = {p.name for p in written}
+    assert {"speedup_vs_length_box.png", "speedup_vs_length_box.svg", "table1_box.png",
+            "table1_box.md", "scan_box.md"} <= names, names
+    table = (tmp_path / "tables" / "table1_box.md").read_text()
+    assert "paper m=4" in table and "38.5" in table             # the paper's number beside ours
+    assert "cpu-chunked / cpu-serial m=4" in table and "4096" in table
+    assert "| 65536 | 38.5 | 41.8 | 17.5 | 1 |" in table         # ours: 1 s / 1 s at T = 65536
+
+
+def test_stale_and_corrupt_files_are_reported_and_the_rest_plots(tmp_path):
+    asv = _write_results(tmp_path)
+    (asv / "box" / "broken-existing.json").write_text("{not json")
+    index = json.loads((asv / "benchmarks.json").read_text())
+    index[T1]["version"] = "v2"                                 # Table1's code changed since
+    (asv / "benchmarks.json").write_text(json.dumps(index))
+    written, problems = report.run(str(tmp_path))
+    assert any("broken-existing.json: corrupt" in p for p in problems), problems
+    assert any("stale" in p and T1 in p for p in problems), problems
+    assert any(p.name == "speedup_vs_length_box.png" for p in written)
+    assert not any(p.name.startswith("table1") for p in written)
+
+
+def test_missing_results_say_what_to_do(tmp_path):
+    written, problems = report.run(str(tmp_path))
+    assert written == [] and any("run the suite first" in p for p in problems)
+
+
+def test_perf_gate_fails_when_a_backend_is_slowed(tmp_path, monkeypatch):
+    """The gate's ratio falls below its threshold when cpu-chunked is made 4x slower."""
+    spec = tmp_path / "t.json"
+    spec.write_text(json.dumps({"checks": {"chunked_vs_serial": {"min": 0.0}}}))
+    _, rows = perfcheck.run(spec, trials=1)
+    healthy = rows[0]["measured"]
+    spec.write_text(json.dumps({"checks": {"chunked_vs_serial": {"min": healthy / 2}}}))
+    real = perfcheck.bench._kernel_call
+
+    def slowed(backend, a, x):
+        call = real(backend, a, x)
+        return call if backend != "cpu-chunked" else (lambda: [call() for _ in range(8)])
+    monkeypatch.setattr(perfcheck.bench, "_kernel_call", slowed)
+    ok, rows = perfcheck.run(spec, trials=1)
+    assert not ok and rows[0]["measured"] < healthy / 2, (healthy, rows)
