@@ -1,4 +1,4 @@
-"""The ``lrbench`` command: bench, report, perfcheck, backends, kernels, machine, info."""
+"""The ``lrbench`` command: bench, report, perfcheck, train, backends, kernels, machine, info."""
 from __future__ import annotations
 
 import argparse
@@ -19,6 +19,8 @@ def main(argv=None) -> int:
     r.add_argument("--results", default="results", help="the results folder")
     sub.add_parser("perfcheck", help="CI performance gate: same-process ratios vs thresholds")
     sub.add_parser("machine", help="print this machine's stable name for asv results")
+    from .train import parser as train_parser
+    train_parser(sub.add_parser("train", help="train a model on problem 2b (checkpoints, --resume)"))
     sub.add_parser("info", help="print the machine stamp results carry")
     args = p.parse_args(argv)
 
@@ -55,6 +57,10 @@ def main(argv=None) -> int:
     elif args.cmd == "perfcheck":
         from .perfcheck import main as perfcheck
         return perfcheck()
+    elif args.cmd == "train":
+        from .train import train
+        summary = train(args)
+        print(json.dumps({k: summary[k] for k in ("model", "T", "steps", "seconds", "converged")}))
     elif args.cmd == "machine":
         from .machine import name
         print(name())
