@@ -21,6 +21,8 @@ def main(argv=None) -> int:
     sub.add_parser("machine", help="print this machine's stable name for asv results")
     from .train import parser as train_parser
     train_parser(sub.add_parser("train", help="train a model on problem 2b (checkpoints, --resume)"))
+    from .reproduce import parser as repro_parser
+    repro_parser(sub.add_parser("reproduce-2b", help="Table 3: GILR-LSTM vs LSTM over seeds"))
     sub.add_parser("info", help="print the machine stamp results carry")
     args = p.parse_args(argv)
 
@@ -61,6 +63,9 @@ def main(argv=None) -> int:
         from .train import train
         summary = train(args)
         print(json.dumps({k: summary[k] for k in ("model", "T", "steps", "seconds", "converged")}))
+    elif args.cmd == "reproduce-2b":
+        from .reproduce import run as reproduce
+        print(reproduce(args).to_string())
     elif args.cmd == "machine":
         from .machine import name
         print(name())

@@ -205,6 +205,58 @@ def table1(df, machine, paper: pd.DataFrame, figures, tables, written):
     _write_text(tables / f"table1_{machine}.md", "\n".join(lines) + "\n", written)
 
 
+PAPER_MODEL = {"sru": "SRU", "qrnn-2": "QRNN k=2", "qrnn-10": "QRNN k=10", "gilr-lstm": "GILR-LSTM"}
+
+
+def table2(df, machine, paper: pd.DataFrame, figures, tables, written):
+    import matplotlib.pyplot as plt
+    t = _select(df, "bench_models.Table2.time_train_step")
+    if t.empty:
+        return
+    wide = t.pivot_table(index=["device", "hidden", "model", "T"], columns="recurrence", values="value")
+    if not {"serial", "parallel"} <= set(wide.columns):
+        return
+    sp = (wide["serial"] / wide["parallel"]).dropna().rename("speedup").reset_index()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for (device, hidden, model), g in sp.groupby(["device", "hidden", "model"]):
+        line, = ax.plot(g["T"], g["speedup"], marker="o", label=f"ours {model} ({device}, {int(hidden)} units)")
+        p = paper[paper.model == PAPER_MODEL.get(model)]
+        ax.plot(p["T"], p["speedup"], ls="--", marker="s", color=line.get_color(), alpha=0.6,
+                label=f"paper {model} (K80, 256 units)")
+    ax.axhline(1.0, color="grey", lw=0.8, ls=":")
+    ax.set(xscale="log", yscale="log", xlabel="T (batch = 65536 / T)", ylabel="parallel / serial speedup",
+           title=f"Table 2 on {machine}: training step, 2 layers")
+    ax.legend(fontsize=6)
+    _save(fig, figures, f"table2_{machine}", written)
+    plt.close(fig)
+    ours = sp.assign(col=lambda d: d.model + " " + d.device + " h" + d.hidden.astype(int).astype(str))
+    both = paper.pivot_table(index="T", columns="model", values="speedup")
+    both.columns = [f"paper {c}" for c in both.columns]
+    both = both.join(ours.pivot_table(index="T", columns="col", values="speedup"), how="outer")
+    _write_text(tables / f"table2_{machine}.md",
+                f"# Table 2 on {machine}: serial / parallel time of one training step\n\n"
+                f"Paper: {paper['source'].iloc[0]}.\n\n{markdown(both.round(2))}\n", written)
+
+
+def heatmap(df, machine, paper: pd.DataFrame, tables, written):
+    t = _select(df, "bench_models.Heatmap.time_train_step")
+    if t.empty:
+        return
+    t = t.assign(k_steps_per_s=t.batch * t["T"] / t.value / 1e3)
+    lines = [f"# GILR-LSTM vs LSTM training throughput on {machine} (thousand steps/s; "
+             "2 layers x 256 units, 32-dim input)", ""]
+    for (device, model), g in t.groupby(["device", "model"]):
+        lines += [f"Ours, {model} on {device}:", "",
+                  markdown(g.pivot_table(index="T", columns="batch", values="k_steps_per_s").round(1)), ""]
+    if not paper.empty:
+        lines += [f"Paper ({paper['source'].iloc[0]}):", ""]
+        for model, g in paper.groupby("model"):
+            g = g.fillna({"T": 0})
+            lines += [f"{model}:", "", markdown(g.pivot_table(index="T", columns="batch",
+                                                             values="k_steps_per_s")), ""]
+    _write_text(tables / f"heatmap_{machine}.md", "\n".join(lines), written)
+
+
 def scan_table(df, machine, tables, written):
     t = _select(df, "bench_scan.ScanForward.time_forward", dtype="float32")
     if t.empty:
@@ -213,6 +265,14 @@ def scan_table(df, machine, tables, written):
     text = (f"# Forward scan time on {machine} (ms, fp32, median; lower is better)\n\n"
             f"{markdown(ms.round(3))}\n")
     _write_text(tables / f"scan_{machine}.md", text, written)
+
+
+def _paper(path: Path, problems: list[str]) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path)
+    except (OSError, ValueError) as e:
+        problems.append(f"{path}: the paper's numbers are missing ({e})")
+        return pd.DataFrame()
 
 
 def run(results: str = "results") -> tuple[list[Path], list[str]]:
@@ -226,6 +286,8 @@ def run(results: str = "results") -> tuple[list[Path], list[str]]:
     except (OSError, ValueError) as e:
         problems.append(f"{root / 'paper' / 'table1.csv'}: the paper's Table 1 is missing ({e})")
         paper1 = pd.DataFrame(columns=["T", "m", "speedup", "source"])
+    paper2 = _paper(root / "paper" / "table2.csv", problems)
+    paper_hm = _paper(root / "paper" / "heatmap.csv", problems)
     written: list[Path] = []
     if df.empty:
         problems.append(f"{root / 'asv'}: no usable results; run `make bench` first")
@@ -236,4 +298,7 @@ def run(results: str = "results") -> tuple[list[Path], list[str]]:
         scan_table(d, machine, tables, written)
         if not paper1.empty:
             table1(d, machine, paper1, figures, tables, written)
+        if not paper2.empty:
+            table2(d, machine, paper2, figures, tables, written)
+        heatmap(d, machine, paper_hm, tables, written)
     return written, problems
