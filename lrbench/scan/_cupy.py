@@ -61,12 +61,14 @@ def function(name: str, entry: str, device: int):
         return _module(name, device).get_function(entry)
 
 
-def _cupy_stream(stream: torch.cuda.Stream):
+@functools.lru_cache(maxsize=64)
+def _cupy_stream(handle: int, device: int):
+    """CuPy's view of a torch stream (by its raw handle; cached, streams are few)."""
     import cupy
-    from_external = getattr(cupy.cuda.Stream, "from_external", None)
-    if from_external is not None:
-        return from_external(stream)
-    return cupy.cuda.ExternalStream(stream.cuda_stream, stream.device_index)
+    try:
+        return cupy.cuda.ExternalStream(handle, device)
+    except TypeError:                              # signature without the device
+        return cupy.cuda.ExternalStream(handle)
 
 
 def launch(name: str, entry: str, device: torch.device, grid, block, args, smem: int = 0) -> None:
@@ -74,7 +76,8 @@ def launch(name: str, entry: str, device: torch.device, grid, block, args, smem:
     import cupy
     index = device.index if device.index is not None else torch.cuda.current_device()
     fn = function(name, entry, index)
-    with cupy.cuda.Device(index), _cupy_stream(torch.cuda.current_stream(index)):
+    stream = torch.cuda.current_stream(index)
+    with cupy.cuda.Device(index), _cupy_stream(stream.cuda_stream, index):
         fn(tuple(grid), tuple(block), tuple(args), shared_mem=smem)
 
 
