@@ -49,9 +49,11 @@ def run(args) -> pd.DataFrame:
                     "--model", model, "--T", str(args.T), "--hidden", str(args.hidden),
                     "--layers", str(args.layers), "--batch", str(args.batch), "--lr", str(args.lr),
                     "--seed", str(seed), "--device", args.device, "--max-steps", str(args.max_steps),
-                    "--max-seconds", str(args.max_seconds), "--out", str(out)]
+                    "--max-seconds", str(args.max_seconds), "--out", str(out), "--quiet"]
                     + (["--resume"] if (out / "checkpoint.pt").exists() else []))
                 summary = train(targs)
+            print(f"{model} seed {seed}: {summary['steps']} steps, {summary['seconds']:.0f} s, "
+                  f"{'converged' if summary['converged'] else 'not converged'}", flush=True)
             rows.append({k: summary[k] for k in ("model", "T", "hidden", "layers", "batch", "lr",
                                                   "seed", "device", "steps", "seconds", "converged")})
             write(pd.DataFrame(rows), Path(args.results))
