@@ -39,7 +39,7 @@ def test_consistency_is_zero_on_the_roll_out_and_positive_off_it():
         model.table[2, 3] += 1.0
     assert model.losses(torch.arange(4), x, y, mu=1.0)[1].item() > 0.1
     ce, cons_t = model.transition_losses(torch.tensor([2]), torch.tensor([3]), x, y, mu=1.0)
-    assert cons_t.item() == pytest.approx(4.0, rel=1e-4) and ce.item() == 0   # 4 dims, each off by 1
+    assert cons_t.item() == pytest.approx(5.0, rel=1e-4) and ce.item() == 0   # 5 dims, each off by 1
 
 
 def test_frozen_table_moves_every_K_steps_by_the_mean_gradient():
