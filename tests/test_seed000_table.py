@@ -85,3 +85,15 @@ def test_tiny_run_learns_lag_4():
             if acc >= 0.99:
                 break
     assert acc >= 0.99, (step, acc, model.max_residual(x))
+
+
+def test_experiment_row_and_alpha_fit():
+    import pandas as pd
+
+    from lrbench.seed000.experiment import fit_alpha, run_one
+    row = run_one("table-K1", 4, 0, M=64, n=16, max_steps=400, eval_every=25)
+    assert row["solved"] and row["steps"] % 25 == 0 and row["table_bytes"] == 64 * 4 * 16 * 4
+    df = pd.DataFrame([dict(method="m", N=N, seed=0, solved=True, steps=3 * N ** 2) for N in (4, 8, 16)]
+                      + [dict(method="m", N=32, seed=0, solved=False, steps=1)])
+    (fit,) = fit_alpha(df).to_dict("records")
+    assert fit["alpha"] == pytest.approx(2.0) and fit["c"] == pytest.approx(3.0) and fit["lags"] == 3
