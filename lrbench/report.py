@@ -242,7 +242,7 @@ def heatmap(df, machine, paper: pd.DataFrame, tables, written):
     t = _select(df, "bench_models.Heatmap.time_train_step")
     if t.empty:
         return
-    t = t.assign(k_steps_per_s=t.batch * t["T"] / t.value / 1e3)
+    t = t.astype({"batch": int, "T": int}).assign(k_steps_per_s=lambda d: d.batch * d["T"] / d.value / 1e3)
     lines = [f"# GILR-LSTM vs LSTM training throughput on {machine} (thousand steps/s; "
              "2 layers x 256 units, 32-dim input)", ""]
     for (device, model), g in t.groupby(["device", "model"]):
