@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import torch
 
-import lrbench
-
-from .common import (BACKENDS, backend_device, copy_seconds, cuda_available, inputs,
-                     median_seconds, require, setup_once, sync)
+from .common import (BACKENDS, backend_device, copy_seconds, cuda_available, median_seconds,
+                     scan_call, setup_once, sync)
 
 SIZES_MB = [16, 256]
 
@@ -53,16 +51,10 @@ class ScanBandwidth:
     @setup_once
     def setup(self, backend, TxN):
         T, N = map(int, TxN.split("x"))
-        self.device = backend_device(backend)
-        if self.device == "cpu":
+        if backend_device(backend) == "cpu":
             T //= 4
-        require(backend, T, N, "float32")
-        a, x = inputs(T, N, "float32", self.device)
-        torch.set_grad_enabled(False)
-        self.nbytes = 3 * a.nbytes
-        self.call = lambda: lrbench.linear_recurrence(a, x, backend=backend)
-        self.call()
-        sync(self.device)
+        self.nbytes = 12 * T * N                       # fp32: read a and x, write h
+        self.device, self.call = scan_call(backend, T, N, "float32")
 
     def track_percent_of_copy_higher_is_better(self, backend, TxN):
         scan = median_seconds(self.call, self.device)

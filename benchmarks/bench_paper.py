@@ -5,11 +5,7 @@ cuda-scan with cuda-serial (the paper's PLR/SLR), and cpu-chunked with cpu-seria
 """
 from __future__ import annotations
 
-import torch
-
-import lrbench
-
-from .common import backend_device, inputs, require, setup_once, sync
+from .common import scan_call, setup_once, sync
 
 TABLE1_BACKENDS = ["cuda-serial", "cuda-paper", "cuda-scan", "cpu-serial", "cpu-chunked"]
 
@@ -20,13 +16,7 @@ class Table1:
 
     @setup_once
     def setup(self, backend, m, T):
-        require(backend, T, m, "float32")
-        self.device = backend_device(backend)
-        a, x = inputs(T, m, "float32", self.device)
-        torch.set_grad_enabled(False)
-        self.call = lambda: lrbench.linear_recurrence(a, x, backend=backend)
-        self.call()
-        sync(self.device)
+        self.device, self.call = scan_call(backend, T, m, "float32")
 
     def time_forward(self, backend, m, T):
         self.call()

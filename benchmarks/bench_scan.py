@@ -1,11 +1,7 @@
 """The scan, forward and forward+backward, over backend x T x N x dtype."""
 from __future__ import annotations
 
-import torch
-
-import lrbench
-
-from .common import BACKENDS, backend_device, inputs, require, setup_once, sync
+from .common import BACKENDS, scan_call, setup_once, sync
 
 TS = [1 << 4, 1 << 8, 1 << 12, 1 << 16, 1 << 20]
 NS = [1, 4, 32, 128, 1024, 65536]
@@ -20,13 +16,7 @@ class ScanForward:
 
     @setup_once
     def setup(self, backend, T, N, dtype):
-        require(backend, T, N, dtype)
-        self.device = backend_device(backend)
-        a, x = inputs(T, N, dtype, self.device)
-        torch.set_grad_enabled(False)
-        self.call = lambda: lrbench.linear_recurrence(a, x, backend=backend)
-        self.call()                                  # compile, page in, warm up
-        sync(self.device)
+        self.device, self.call = scan_call(backend, T, N, dtype)
 
     def time_forward(self, backend, T, N, dtype):
         self.call()
@@ -41,18 +31,7 @@ class ScanForwardBackward:
 
     @setup_once
     def setup(self, backend, T, N, dtype):
-        require(backend, T, N, dtype)
-        self.device = backend_device(backend)
-        a, x = inputs(T, N, dtype, self.device, grad=True)
-        gh = torch.ones_like(x).detach()
-        torch.set_grad_enabled(True)
-
-        def step():
-            h = lrbench.linear_recurrence(a, x, backend=backend)
-            return torch.autograd.grad(h, (a, x), gh)
-        self.call = step
-        self.call()
-        sync(self.device)
+        self.device, self.call = scan_call(backend, T, N, dtype, grad=True)
 
     def time_forward_backward(self, backend, T, N, dtype):
         self.call()

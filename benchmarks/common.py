@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import functools
 import os
-import statistics
-import time
 
 import numpy as np
 import torch
 
 import lrbench
+from lrbench.bench import median_time
 
 # Every scan subject. reference is the ground truth, not a subject.
 BACKENDS = ["cpu-serial", "cpu-chunked", "torch-loop", "torch-assoc", "log-space",
@@ -83,17 +82,33 @@ def inputs(T: int, N: int, dtype: str, device: str, seed: int = 0, grad: bool = 
     return [t.requires_grad_() for t in out] if grad else out
 
 
-def median_seconds(fn, device: str, reps: int = 20, min_seconds: float = 0.05) -> float:
-    """Median wall time of ``fn`` (synchronised on the GPU) after one warm-up call."""
-    fn()
+def scan_call(backend: str, T: int, N: int, dtype: str, grad: bool = False):
+    """(device, call): a warmed-up ``linear_recurrence`` on seeded (T, N) inputs, forward only or,
+    with ``grad``, forward then the gradients of a and x. NotImplementedError where it cannot run."""
+    require(backend, T, N, dtype)
+    device = backend_device(backend)
+    a, x = inputs(T, N, dtype, device, grad=grad)
+    torch.set_grad_enabled(grad)
+    if grad:
+        gh = torch.ones_like(x).detach()
+
+        def call():
+            h = lrbench.linear_recurrence(a, x, backend=backend)
+            return torch.autograd.grad(h, (a, x), gh)
+    else:
+        def call():
+            return lrbench.linear_recurrence(a, x, backend=backend)
+    call()                                           # compile, page in, warm up
     sync(device)
-    times, start = [], time.perf_counter()
-    while len(times) < 3 or (len(times) < reps and time.perf_counter() - start < min_seconds):
-        t0 = time.perf_counter()
+    return device, call
+
+
+def median_seconds(fn, device: str) -> float:
+    """Median wall time of ``fn``, synchronised on the GPU, after a warm-up (lrbench's timer)."""
+    def synced():
         fn()
         sync(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return median_time(synced)
 
 
 def copy_seconds(nbytes: int, device: str) -> float:

@@ -31,7 +31,7 @@ __device__ __forceinline__ int sk(int i) { return i + (i >> 5); }
 struct Tile {
     i64 T, N;
     int reverse;          // direction of this scan (logical step t at physical row T-1-t)
-    int CB, S, n_cg;      // channels per block, slices per block, channel groups
+    int CB, S, n_cg, cg;  // channels per block, slices per block, channel groups, this group
     int vec;              // 16-byte loads and stores allowed (aligned, CB and N multiples of V)
     int window;           // look-back window (tiles)
     i64 tb;               // this block's tile along time
@@ -128,7 +128,7 @@ __device__ Acc slice_carry(const Tile& k, const Acc* ta, const Acc* tx, const IO
     // (A, H) is now the inclusive map of slices 0..s; slice S-1 holds the tile's aggregate.
     const i64 col = k.col0 + c;
     const bool last = s == k.S - 1 && c < k.ncols;
-    int* my_flag = flags + k.tb * k.n_cg + (k.col0 / k.CB);
+    int* my_flag = flags + k.tb * k.n_cg + k.cg;
     if (last) {
         agg_a[k.tb * k.N + col] = A;
         agg_h[k.tb * k.N + col] = H;
@@ -143,7 +143,7 @@ __device__ Acc slice_carry(const Tile& k, const Acc* ta, const Acc* tx, const IO
         for (i64 j = k.tb - 1;; --j) {
             // A fixed window keeps the association, and so the bits, independent of timing.
             const bool use_incl = j == 0 || k.tb - j >= k.window;
-            const i64 f_at = j * k.n_cg + (k.col0 / k.CB);
+            const i64 f_at = j * k.n_cg + k.cg;
             int f;
             do { f = vf[f_at]; } while (f < (use_incl ? 2 : 1));
             __threadfence();
@@ -174,13 +174,29 @@ __device__ __forceinline__ Tile make_tile(i64 T, i64 N, int reverse, int CB, int
     k.T = T; k.N = N; k.reverse = reverse; k.CB = CB; k.S = blockDim.x / CB; k.n_cg = n_cg; k.vec = vec;
     k.window = window;
     k.tb = ticket / n_cg;
-    k.col0 = (i64)(ticket % n_cg) * CB;
+    k.cg = ticket % n_cg;
+    k.col0 = (i64)k.cg * CB;
     k.ncols = (int)min((i64)CB, N - k.col0);
     const i64 R = (i64)k.S * LRB_ITEMS;
     k.t0 = k.tb * R;
     k.nrows = (int)min(R, T - k.t0);
     return k;
 }
+
+// Dynamic shared memory: TILES padded tiles of the block's R x CB elements, then the slices' scan
+// (sA, sH: S x CB) and the tile carries (sC: CB). Plan.smem_bytes in cuda_scan.py mirrors this.
+template <typename A, int TILES> struct Smem {
+    A* t[TILES];
+    A *sA, *sH, *sC;
+    __device__ __forceinline__ Smem(const Tile& k, unsigned char* raw) {
+        const int P = sk(k.S * LRB_ITEMS * k.CB) + 1;
+        A* p = reinterpret_cast<A*>(raw);
+        for (int i = 0; i < TILES; ++i, p += P) t[i] = p;
+        sA = p;
+        sH = sA + k.S * k.CB;
+        sC = sH + k.S * k.CB;
+    }
+};
 
 __device__ __forceinline__ int take_ticket(int* counter) {
     __shared__ int ticket;
@@ -200,17 +216,14 @@ __device__ void scan_forward(const IO* __restrict__ a, const IO* __restrict__ x,
     typedef typename Acc<IO>::type A;
     extern __shared__ __align__(16) unsigned char smem[];
     const Tile k = make_tile(T, N, reverse, CB, n_cg, vec, window, take_ticket(state));
-    const int P = sk(k.S * LRB_ITEMS * CB) + 1;
-    A* ta = reinterpret_cast<A*>(smem);
-    A* tx = ta + P;
-    A* sA = tx + P;
-    A* sH = sA + k.S * CB;
-    A* sC = sH + k.S * CB;
+    const Smem<A, 2> m(k, smem);
+    A *ta = m.t[0], *tx = m.t[1];
     load_tile(k, a, 0, A(1), (const IO*)nullptr, ta);
     load_tile(k, x, 0, A(0), (const IO*)nullptr, tx);
     __syncthreads();
     bool has_carry;
-    A carry = slice_carry(k, ta, tx, h0, sA, sH, sC, state + 1, agg_a, agg_h, incl_h, &has_carry);
+    A carry = slice_carry(k, ta, tx, h0, m.sA, m.sH, m.sC, state + 1, agg_a, agg_h, incl_h,
+                          &has_carry);
     const int c = threadIdx.x % CB, s = threadIdx.x / CB, i0 = s * LRB_ITEMS * CB + c;
 #pragma unroll
     for (int j = 0; j < LRB_ITEMS; ++j) {
@@ -236,20 +249,15 @@ __device__ void scan_backward(const IO* __restrict__ a, const IO* __restrict__ h
     typedef typename Acc<IO>::type A;
     extern __shared__ __align__(16) unsigned char smem[];
     const Tile k = make_tile(T, N, !reverse, CB, n_cg, vec, window, take_ticket(state));
-    const int P = sk(k.S * LRB_ITEMS * CB) + 1;
-    A* ta = reinterpret_cast<A*>(smem);
-    A* tx = ta + P;
-    A* th = tx + P;
-    A* sA = th + P;
-    A* sH = sA + k.S * CB;
-    A* sC = sH + k.S * CB;
+    const Smem<A, 3> m(k, smem);
+    A *ta = m.t[0], *tx = m.t[1], *th = m.t[2];
     load_tile(k, a, -1, A(1), (const IO*)nullptr, ta);   // a[t+1]; unused before the first step
     load_tile(k, gh, 0, A(0), (const IO*)nullptr, tx);
     load_tile(k, h, 1, A(0), h0, th);                     // h[t-1]; h0 (or 0) at the end
     __syncthreads();
     bool has_carry;
-    A g = slice_carry(k, ta, tx, (const IO*)nullptr, sA, sH, sC, state + 1, agg_a, agg_h, incl_h,
-                      &has_carry);
+    A g = slice_carry(k, ta, tx, (const IO*)nullptr, m.sA, m.sH, m.sC, state + 1, agg_a, agg_h,
+                      incl_h, &has_carry);
     const int c = threadIdx.x % CB, s = threadIdx.x / CB, i0 = s * LRB_ITEMS * CB + c;
 #pragma unroll
     for (int j = 0; j < LRB_ITEMS; ++j) {

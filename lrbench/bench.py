@@ -6,16 +6,14 @@ the measured NumPy copy bandwidth of the same machine.
 """
 from __future__ import annotations
 
-import os
 import statistics
-import tempfile
 import time
 
 import numpy as np
 import pandas as pd
 import torch
 
-from . import linear_recurrence, machine, registry
+from . import atomic, linear_recurrence, machine, registry
 from .scan._flat import Order, flat
 
 SUBJECTS = ["cpu-serial", "cpu-chunked", "torch-loop", "torch-assoc", "log-space"]
@@ -91,16 +89,8 @@ def run(quick: bool = True, out: str = "results/cpu/bench.csv") -> pd.DataFrame:
                 print(f"{b:12s} {pass_:14s} T={T:8d} N={N:5d} {t * 1e3:10.3f} ms "
                       f"{nbytes / t / 1e9:7.2f} GB/s ({100 * nbytes / t / bw:5.1f}% of copy)", flush=True)
     df = pd.DataFrame(rows).rename(columns={"pass_": "pass"})
-    _write_atomic(df, out)
+    atomic.write_csv(df, out)
     return df
-
-
-def _write_atomic(df: pd.DataFrame, path: str) -> None:
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        df.to_csv(f, index=False)
-    os.replace(tmp, path)
 
 
 def speedup_table(df: pd.DataFrame, base: str = "cpu-serial") -> pd.DataFrame:

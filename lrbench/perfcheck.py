@@ -10,9 +10,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-import torch
-
 from . import bench
 
 THRESHOLDS = Path(__file__).resolve().parent.parent / "benchmarks" / "perf_thresholds.json"
@@ -51,8 +48,6 @@ def run(thresholds: Path = THRESHOLDS, trials: int = 3) -> tuple[bool, list[dict
 
 
 def main(thresholds: Path = THRESHOLDS) -> int:
-    torch.set_num_threads(1)
-    np.random.seed(0)
     ok, rows = run(thresholds)
     for r in rows:
         mark = "ok  " if r["passed"] else "FAIL"

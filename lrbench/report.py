@@ -11,11 +11,11 @@ import ast
 import itertools
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
+
+from . import atomic
 
 # (parallel, serial) pairs whose time ratio is "the speedup"; one chart panel each.
 PAIRS = [("cuda-scan", "cuda-serial"), ("cuda-paper", "cuda-serial"), ("triton-scan", "cuda-serial"),
@@ -76,22 +76,10 @@ def load(results: Path) -> tuple[pd.DataFrame, list[str]]:
 
 
 def _save(fig, out: Path, stem: str, written: list[Path]):
-    out.mkdir(parents=True, exist_ok=True)
     for ext in ("png", "svg"):
         path = out / f"{stem}.{ext}"
-        _atomic(path, lambda f, ext=ext: fig.savefig(f, format=ext, dpi=120, bbox_inches="tight"))
+        atomic.write(path, lambda f, ext=ext: fig.savefig(f, format=ext, dpi=120, bbox_inches="tight"))
         written.append(path)
-
-
-def _atomic(path: Path, write):
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def markdown(df: pd.DataFrame) -> str:
@@ -105,9 +93,7 @@ def markdown(df: pd.DataFrame) -> str:
 
 
 def _write_text(path: Path, text: str, written: list[Path]):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic(path, lambda f: f.write(text.encode()))
-    written.append(path)
+    written.append(atomic.write_text(path, text))
 
 
 def _speedups(times: pd.DataFrame, keys: list[str]) -> pd.DataFrame:

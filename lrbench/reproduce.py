@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 import pandas as pd
 
+from . import atomic
 from .report import markdown
 from .train import parser as train_parser
 from .train import train
@@ -61,11 +61,7 @@ def run(args) -> pd.DataFrame:
 
 
 def write(df: pd.DataFrame, results: Path) -> None:
-    results.mkdir(parents=True, exist_ok=True)
-    csv = results / f"table3_T{int(df['T'].iloc[0])}.csv"
-    tmp = csv.with_suffix(".tmp")
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, csv)
+    atomic.write_csv(df, results / f"table3_T{int(df['T'].iloc[0])}.csv")
     paper = pd.read_csv(Path(__file__).resolve().parent.parent / "results" / "paper" / "table3.csv")
     lines = [f"# Problem 2b at T = {int(df['T'].iloc[0])}: ours beside the paper's Table 3", "",
              "Ours: " + ", ".join(f"{k} {df[k].iloc[0]}" for k in ("hidden", "layers", "batch", "lr", "device"))
@@ -83,7 +79,4 @@ def write(df: pd.DataFrame, results: Path) -> None:
               f"Paper ({paper.source.iloc[0]}):", "",
               markdown(paper.drop(columns="source").set_index("model")), "",
               "Per run:", "", markdown(df.set_index("model").round(2))]
-    md = results / f"table3_T{int(df['T'].iloc[0])}.md"
-    tmp = md.with_suffix(".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, md)
+    atomic.write_text(results / f"table3_T{int(df['T'].iloc[0])}.md", "\n".join(lines) + "\n")

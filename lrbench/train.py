@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from . import atomic
 from .models import MODELS, SequenceClassifier
 from .tasks import problem_2b
 
@@ -44,14 +44,6 @@ def parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
-
-
-def _atomic_save(obj, path: Path):
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _rng_state(data_gen: torch.Generator, device: torch.device) -> dict:
@@ -117,16 +109,14 @@ def train(args) -> dict:
             bar.set_postfix(loss=f"{rec['loss']:.3f}", acc=f"{acc:.2f}")
             if step % args.checkpoint_every == 0 or converged_at is not None:
                 log.flush()
-                _atomic_save(dict(model=model.state_dict(), optimizer=opt.state_dict(),
+                atomic.write(ckpt_path, lambda f: torch.save(dict(model=model.state_dict(), optimizer=opt.state_dict(),
                                   rng=_rng_state(data_gen, device), step=step,
                                   elapsed=time.perf_counter() - start, streak=streak,
-                                  converged_at=converged_at, args=vars(args)), ckpt_path)
+                                  converged_at=converged_at, args=vars(args)), f))
     bar.close()
     summary = dict(vars(args), steps=step, seconds=time.perf_counter() - start,
                    converged=converged_at is not None, converged_at=converged_at)
-    tmp = out / "summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=1))
-    os.replace(tmp, out / "summary.json")
+    atomic.write_text(out / "summary.json", json.dumps(summary, indent=1))
     return summary
 
 
@@ -141,6 +131,4 @@ def _truncate_metrics(path: Path, step: int):
                 keep.append(line)
         except (ValueError, KeyError):
             pass                                      # a line torn by the kill
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(line + "\n" for line in keep))
-    os.replace(tmp, path)
+    atomic.write_text(path, "".join(line + "\n" for line in keep))

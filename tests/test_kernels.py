@@ -3,6 +3,7 @@ host-side launch plan of cuda-scan stays inside the hardware's limits. No GPU ne
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -37,9 +38,8 @@ def test_compiles_without_spills(name, arch):
         assert 0 < r.registers <= 64, f"{r.function} uses {r.registers} registers on {arch}"
 
 
-def test_compile_error_is_reported(tmp_path):
-    bad = tmp_path / "bad.cu"
-    bad.write_text('extern "C" __global__ void k(float* y) { y[0] = undefined_name; }\n')
+def test_compile_error_is_reported():
+    bad = Path(__file__).parent / "data" / "undefined_name.cu"
     with pytest.raises(RuntimeError, match="undefined_name"):
         kernels.compile_report(bad, "sm_90")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lrbench.models import GILR, GILRLSTM, QRNN, SRU, SequenceClassifier
+from lrbench.models import GILR, GILRLSTM, QRNN, SRU, SequenceClassifier, set_scan_backend
 from lrbench.tasks import problem_2b
 
 LAYERS = {
@@ -26,10 +26,7 @@ def test_same_weights_same_outputs_serial_or_parallel(name, T, small_chunks):
     x = torch.randn(T, 3, 5, dtype=torch.float64, requires_grad=True)
     outs = {}
     for backend in ("torch-loop", "cpu-serial", "cpu-chunked"):
-        layer.scan_backend = backend
-        for mod in layer.modules():
-            if hasattr(mod, "scan_backend"):
-                mod.scan_backend = backend
+        set_scan_backend(layer, backend)
         layer.zero_grad()
         x.grad = None
         h = layer(x)

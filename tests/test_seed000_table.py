@@ -3,18 +3,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from lrbench.seed000.cells import TanhCell, roll_out
+from lrbench.seed000.experiment import data as _data
 from lrbench.seed000.table import FrozenTableOptimizer, TableModel
-from lrbench.tasks import problem_2b
-
-
-def _data(M, T, p, seed):
-    idx, sign, label = problem_2b(T, M, p, torch.Generator().manual_seed(seed))
-    x = F.one_hot(idx.T, p).float()                                # (M, T, p)
-    x[:, 0] *= sign[:, None]
-    return x, label
 
 
 def test_previous_states_index_the_table_and_start_at_h0():

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .layers import GILR, GILRLSTM, QRNN, SRU
+from .layers import GILR, GILRLSTM, QRNN, SRU, set_scan_backend
 
 MODELS = ("gilr", "gilr-lstm", "sru", "qrnn", "lstm")
 
@@ -37,9 +37,7 @@ class SequenceClassifier(nn.Module):
         self.readout = nn.Linear(hidden, classes)
 
     def set_scan_backend(self, name: str) -> None:
-        for mod in self.modules():
-            if hasattr(mod, "scan_backend"):
-                mod.scan_backend = name
+        set_scan_backend(self, name)
 
     def forward(self, idx: torch.Tensor, sign: torch.Tensor | None = None) -> torch.Tensor:
         if idx.ndim != 2:

@@ -23,6 +23,13 @@ def _init(linear: nn.Module, forget: slice | None = None):
             linear.bias[forget] = FORGET_BIAS
 
 
+def set_scan_backend(module: nn.Module, name: str) -> None:
+    """Run every linear-surrogate layer in ``module`` with recurrence backend ``name``."""
+    for mod in module.modules():
+        if hasattr(mod, "scan_backend"):
+            mod.scan_backend = name
+
+
 def _scan(a, x, backend):
     return linear_recurrence(a, x, dim=0, backend=backend)
 

@@ -46,7 +46,7 @@ class Plan:
 def plan(T: int, N: int, dtype: torch.dtype, tensors) -> Plan:
     CB = min(N, MAX_CB)
     S = THREADS // CB
-    V = 16 // torch.tensor([], dtype=dtype).element_size()
+    V = 16 // dtype.itemsize
     vec = CB % V == 0 and N % V == 0 and all(t.data_ptr() % 16 == 0 for t in tensors)
     return Plan(CB, S, -(-N // CB), -(-T // (S * ITEMS)), vec)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import atomic
 from ..tasks import problem_2b
 from .cells import TanhCell
 from .table import FrozenTableOptimizer, TableModel
@@ -127,9 +127,7 @@ def main(argv=None) -> int:
         if not df.empty and ((df.method == m) & (df.N == N) & (df.seed == s)).any():
             continue
         df = pd.concat([df, pd.DataFrame([run_one(m, N, s, max_steps=cfg["max_steps"])])], ignore_index=True)
-        tmp = csv.with_suffix(".tmp")
-        df.to_csv(tmp, index=False)
-        os.replace(tmp, csv)
+        atomic.write_csv(df, csv)
     summary = df.groupby(["method", "N"]).agg(solved=("solved", "sum"), runs=("solved", "size"),
                                              median_steps=("steps", "median"),
                                              ms_per_step=("seconds_per_step", lambda v: 1e3 * v.median()))
