@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from . import atomic
 from .models import MODELS, SequenceClassifier
+from .models.layers import FORGET_BIAS
 from .tasks import problem_2b
 
 CONVERGED_AFTER = 5
@@ -37,6 +38,8 @@ def parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     p.add_argument("--scan-backend", default="auto")
     p.add_argument("--surrogate", choices=["previous", "current"], default="previous")
     p.add_argument("--qrnn-k", type=int, default=2)
+    p.add_argument("--forget-bias", type=float, default=FORGET_BIAS,
+                   help="initial bias of every forget gate, the LSTM's included (paper's code: 5)")
     p.add_argument("--max-steps", type=int, default=10000)
     p.add_argument("--max-seconds", type=float, default=float("inf"))
     p.add_argument("--checkpoint-every", type=int, default=50)
@@ -68,7 +71,7 @@ def train(args) -> dict:
     ckpt_path, metrics_path = out / "checkpoint.pt", out / "metrics.jsonl"
     torch.manual_seed(args.seed)
     model = SequenceClassifier(args.model, args.p, args.hidden, args.layers, 2, args.scan_backend,
-                               args.qrnn_k, args.surrogate).to(device)
+                               args.qrnn_k, args.surrogate, args.forget_bias).to(device)
     opt = (torch.optim.Adam if args.optimizer == "adam" else torch.optim.SGD)(model.parameters(), lr=args.lr)
     data_gen = torch.Generator(device=device).manual_seed(args.seed + 1)
     step, elapsed, streak, converged_at = 0, 0.0, 0, None

@@ -83,8 +83,10 @@ def test_experiment_row_and_alpha_fit():
     import pandas as pd
 
     from lrbench.seed000.experiment import fit_alpha, run_one
-    row = run_one("table-K1", 4, 0, M=64, n=16, max_steps=400, eval_every=25)
+    row, fronts = run_one("table-K1", 4, 0, M=64, n=16, max_steps=400, eval_every=25)
     assert row["solved"] and row["steps"] % 25 == 0 and row["table_bytes"] == 64 * 4 * 16 * 4
+    assert row["train_lookup_acc"] == 1.0 and row["epochs"] == row["steps"] and row["depth_per_step"] == 1
+    assert [f["step"] for f in fronts] == list(range(25, row["steps"] + 1, 25)) and fronts[-1]["front"] == 4
     df = pd.DataFrame([dict(method="m", N=N, seed=0, solved=True, steps=3 * N ** 2) for N in (4, 8, 16)]
                       + [dict(method="m", N=32, seed=0, solved=False, steps=1)])
     (fit,) = fit_alpha(df).to_dict("records")

@@ -1,7 +1,7 @@
 """The layers, one recurrence ``lrbench.linear_recurrence`` call (or two for the GILR-LSTM) each.
 
 Initialisation follows the paper's code (``layers_new.py``): weights uniform in +-0.05, forget-gate
-bias 5.0 (so f ~ 0.993 at the start: long memory from the first step).
+bias 5.0 (so f ~ 0.993 at the start: long memory from the first step); ``forget_bias`` changes it.
 """
 from __future__ import annotations
 
@@ -15,12 +15,12 @@ INIT_SCALE = 0.05
 FORGET_BIAS = 5.0
 
 
-def _init(linear: nn.Module, forget: slice | None = None):
+def _init(linear: nn.Module, forget: slice | None = None, forget_bias: float = FORGET_BIAS):
     nn.init.uniform_(linear.weight, -INIT_SCALE, INIT_SCALE)
     nn.init.zeros_(linear.bias)
     if forget is not None:
         with torch.no_grad():
-            linear.bias[forget] = FORGET_BIAS
+            linear.bias[forget] = forget_bias
 
 
 def set_scan_backend(module: nn.Module, name: str) -> None:
@@ -57,14 +57,15 @@ class GILRLSTM(nn.Module):
     ``"current"`` follows the paper's code, which feeds h̃_t (already containing x_t).
     """
 
-    def __init__(self, m: int, n: int, scan_backend: str = "auto", surrogate: str = "previous"):
+    def __init__(self, m: int, n: int, scan_backend: str = "auto", surrogate: str = "previous",
+                 forget_bias: float = FORGET_BIAS):
         super().__init__()
         if surrogate not in ("previous", "current"):
             raise ValueError(f"argument 'surrogate' must be 'previous' or 'current', got {surrogate!r}")
         self.surrogate, self.scan_backend = surrogate, scan_backend
         self.gilr = GILR(m, n, scan_backend, nonlin=torch.tanh)
         self.gates = nn.Linear(n + m, 4 * n)           # f, i, o, z
-        _init(self.gates, forget=slice(0, n))
+        _init(self.gates, forget=slice(0, n), forget_bias=forget_bias)
 
     def forward(self, x):
         ht = self.gilr(x)
@@ -80,10 +81,10 @@ class SRU(nn.Module):
     c_t = f_t c_{t-1} + (1 - f_t) x̃_t, h_t = r_t c_t + (1 - r_t) x_t (highway). When m != n the
     highway goes through a linear map of x."""
 
-    def __init__(self, m: int, n: int, scan_backend: str = "auto"):
+    def __init__(self, m: int, n: int, scan_backend: str = "auto", forget_bias: float = FORGET_BIAS):
         super().__init__()
         self.proj, self.scan_backend = nn.Linear(m, 3 * n), scan_backend
-        _init(self.proj, forget=slice(n, 2 * n))
+        _init(self.proj, forget=slice(n, 2 * n), forget_bias=forget_bias)
         self.skip = nn.Identity() if m == n else nn.Linear(m, n, bias=False)
         if m != n:
             nn.init.uniform_(self.skip.weight, -INIT_SCALE, INIT_SCALE)
@@ -100,7 +101,7 @@ class QRNN(nn.Module):
     convolution over the last ``k`` inputs; c_t = f_t c_{t-1} + (1 - f_t) z_t, h_t = o_t c_t.
     (The paper's code stacked k-1 taps, so its "filter 2" saw x_t only; here k means k taps.)"""
 
-    def __init__(self, m: int, n: int, k: int = 2, scan_backend: str = "auto"):
+    def __init__(self, m: int, n: int, k: int = 2, scan_backend: str = "auto", forget_bias: float = FORGET_BIAS):
         super().__init__()
         if k < 1:
             raise ValueError(f"argument 'k' (window) must be >= 1, got {k}")
@@ -109,7 +110,7 @@ class QRNN(nn.Module):
         nn.init.uniform_(self.conv.weight, -INIT_SCALE, INIT_SCALE)
         nn.init.zeros_(self.conv.bias)
         with torch.no_grad():
-            self.conv.bias[n:2 * n] = FORGET_BIAS
+            self.conv.bias[n:2 * n] = forget_bias
 
     def forward(self, x):
         T, B, m = x.shape

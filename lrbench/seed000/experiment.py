@@ -1,10 +1,16 @@
-"""``lrbench seed000``: steps to solve problem 2b at lag N, state-table method vs BPTT and TBPTT.
+"""``lrbench seed000``: steps to solve problem 2b at lag N, the state table against BPTT, truncated
+BPTT, quasi-DEER and the table + quasi-DEER hybrid.
 
-Same cell (tanh RNN), data (M training sequences, alphabet p), optimiser (Adam, one learning
-rate) and step budget for every method; held-out sequences are scored only by sequential roll-out
-from the shared initial state. A method "solves" lag N at the first evaluation (every
-``eval_every`` steps) with held-out accuracy >= 99 %. Rows go to ``results/seed000/runs.csv``,
-written after every run (atomically), and finished rows are not re-run.
+Same cell, data (M training sequences, alphabet p), optimiser (Adam, one learning rate: the same
+hyper-parameter budget for every method) and step budget for every method; held-out sequences are
+scored only by sequential roll-out from the shared initial state. A method "solves" lag N at the
+first evaluation (every ``eval_every`` steps) with held-out accuracy >= 99 %. At each evaluation
+the information front of the states the method holds is recorded too.
+
+Files in ``--out`` (each rewritten atomically after every run; finished runs are not re-run, so an
+interrupted preset continues where it stopped): ``runs_<preset>.csv`` (one row per run),
+``front_<preset>.csv`` (front per evaluation), ``timing_<preset>.csv`` (ms per step against N,
+measured alone on one thread), ``alpha_<preset>.csv`` (steps ≈ c·N^α) and the charts.
 """
 from __future__ import annotations
 
@@ -17,98 +23,104 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from .. import atomic
 from ..tasks import problem_2b
-from .cells import TanhCell
-from .table import FrozenTableOptimizer, TableModel
+from . import methods
+from .cells import GRUCell, TanhCell
+from .front import front
 
+CELLS = {"tanh": TanhCell, "gru": GRUCell}
+ALL_METHODS = ["table-K1", "table-K4", "table-K16", "table-rand-K1", "hybrid", "deer", "bptt", "tbptt",
+               "tbptt-w4"]
 PRESETS = {
-    "quick": dict(lags=[4, 8, 16], seeds=[0, 1, 2], methods=["table-K1", "table-K4", "bptt", "tbptt"],
-                  max_steps=2000),
-    "full": dict(lags=[4, 8, 16, 32, 64, 128], seeds=[0, 1, 2],
-                 methods=["table-K1", "table-K4", "table-K16", "bptt", "tbptt"], max_steps=20000),
+    "quick": dict(cells={"tanh": [4, 8]}, seeds=[0, 1, 2], max_steps=500,
+                  methods=["table-K1", "table-K4", "table-rand-K1", "hybrid", "deer", "bptt", "tbptt"]),
+    "full": dict(cells={"tanh": [4, 8, 16, 32, 64, 128], "gru": [4, 8, 16, 32]}, seeds=[0, 1, 2],
+                 max_steps=2000, methods=ALL_METHODS),
 }
 
 
 def data(M, N, p, seed):
+    """Problem 2b as one-hot inputs (M, N, p) with x_0 = ±e_0, and labels (M,)."""
     idx, sign, label = problem_2b(N, M, p, torch.Generator().manual_seed(seed))
     x = F.one_hot(idx.T, p).float()
     x[:, 0] *= sign[:, None]
     return x, label
 
 
-class RollOut(nn.Module):
-    """The cell trained by back-propagation through the roll-out; ``window`` truncates it."""
-
-    def __init__(self, cell, n, window=None):
-        super().__init__()
-        self.cell, self.readout, self.window = cell, nn.Linear(n, 2), window
-
-    def forward(self, x):
-        h = x.new_zeros(x.shape[0], self.readout.in_features)
-        for t in range(x.shape[1]):
-            if self.window and t % self.window == 0:
-                h = h.detach()
-            h = self.cell(h, x[:, t])
-        return self.readout(h)
+def depth_per_step(method: str, N: int) -> float:
+    """Sequential cell evaluations per optimiser step (DEER's come from its measured iterations)."""
+    if method.startswith("table"):
+        return 1.0
+    if method == "hybrid":
+        return 2.0
+    return float(N)
 
 
-def run_one(method, N, seed, *, M=512, p=8, n=32, lr=0.01, mu=1.0, max_steps=3000, eval_every=25):
+def run_one(method, N, seed, *, cell="tanh", M=512, p=8, n=32, lr=0.01, mu=1.0, max_steps=3000,
+            eval_every=5):
+    """One run; returns (row, front rows)."""
     torch.manual_seed(seed)
     x, y = data(M, N, p, seed)
     hx, hy = data(1024, N, p, 10_000 + seed)
-    cell = TanhCell(p, n)
-    if method.startswith("table"):
-        K = int(method.split("-K")[1])
-        model = TableModel(cell, n, M, N)
-        opt = FrozenTableOptimizer(model, lr, freeze=K)
-        ids = torch.arange(M)
-
-        def step():
-            ce, cons, _ = model.losses(ids, x, y, mu)
-            (ce + cons).backward()
-            opt.step()
-        evaluate = lambda: model.roll_out_logits(hx)
-    else:
-        model = RollOut(cell, n, window=max(N // 2, 1) if method == "tbptt" else None)
-        adam = torch.optim.Adam(model.parameters(), lr=lr)
-
-        def step():
-            adam.zero_grad(set_to_none=True)
-            F.cross_entropy(model(x), y).backward()
-            adam.step()
-
-        def evaluate():
-            with torch.no_grad():
-                return model(hx)
-    solved_at, acc, start = None, 0.0, time.perf_counter()
+    m = methods.make(method, CELLS[cell](p, n), n, x, y, lr, mu)
+    fronts, solved_at, acc, start, s = [], None, 0.0, time.perf_counter(), 0
     for s in range(1, max_steps + 1):
-        step()
+        m.step()
         if s % eval_every == 0:
-            acc = (evaluate().argmax(-1) == hy).float().mean().item()
+            acc = (m.logits(hx).argmax(-1) == hy).float().mean().item()
+            fronts.append(dict(method=method, cell=cell, N=N, seed=seed, step=s, heldout_acc=acc,
+                               front=front(m.states(), y)))
             if acc >= 0.99:
                 solved_at = s
                 break
     seconds = time.perf_counter() - start
-    row = dict(method=method, N=N, seed=seed, M=M, p=p, n=n, lr=lr, mu=mu, max_steps=max_steps,
-               solved=solved_at is not None, steps=solved_at or s, heldout_acc=acc,
-               seconds_per_step=seconds / s, epochs=(solved_at or s))
-    if method.startswith("table"):
-        row.update(max_residual=model.max_residual(x), table_bytes=model.table.numel() * 4)
-    return row
+    steps = solved_at or s
+    row = dict(method=method, cell=cell, N=N, seed=seed, M=M, p=p, n=n, lr=lr, mu=mu, max_steps=max_steps,
+               solved=solved_at is not None, steps=steps, epochs=steps * m.epochs_per_step,
+               heldout_acc=acc, final_front=fronts[-1]["front"] if fronts else 0,
+               depth_per_step=depth_per_step(method, N), seconds=seconds)
+    row.update(m.extras())
+    if method == "deer":
+        row["depth_per_step"] = row["deer_iters_per_step"]
+    return row, fronts
+
+
+def time_steps(method, N, *, cell="tanh", M=512, p=8, n=32, repeats=5) -> float:
+    """Median seconds of one optimiser step, after one warm-up step, on the calling thread."""
+    torch.manual_seed(0)
+    x, y = data(M, N, p, 0)
+    m = methods.make(method, CELLS[cell](p, n), n, x, y, 0.01)
+    m.step()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        m.step()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
 
 
 def fit_alpha(df: pd.DataFrame) -> pd.DataFrame:
-    """steps ≈ c · N^α per method, least squares on log-log over solved (method, N) medians."""
+    """steps ≈ c · N^α per (cell, method), least squares on log-log over solved (N) medians."""
+    if "cell" not in df:
+        df = df.assign(cell="tanh")
     out = []
-    for method, g in df[df.solved].groupby("method"):
+    for (cell, method), g in df[df.solved].groupby(["cell", "method"]):
         med = g.groupby("N").steps.median()
         if len(med) >= 2:
             alpha, logc = np.polyfit(np.log(med.index.values), np.log(med.values), 1)
-            out.append(dict(method=method, alpha=alpha, c=math.exp(logc), lags=len(med)))
+            out.append(dict(cell=cell, method=method, alpha=alpha, c=math.exp(logc), lags=len(med),
+                            largest_solved_lag=int(med.index.max())))
     return pd.DataFrame(out)
+
+
+def _skip(df: pd.DataFrame, method, cell, N) -> bool:
+    """A method that solved no seed at a shorter lag is not run at longer ones (recorded as such)."""
+    if df.empty:
+        return False
+    shorter = df[(df.method == method) & (df.cell == cell) & (df.N < N)]
+    return not shorter.empty and not shorter[shorter.N == shorter.N.max()].solved.any()
 
 
 def main(argv=None) -> int:
@@ -119,20 +131,37 @@ def main(argv=None) -> int:
     cfg = PRESETS[args.preset]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    csv = out / f"runs_{args.preset}.csv"
-    df = pd.read_csv(csv) if csv.exists() else pd.DataFrame()
+    paths = {k: out / f"{k}_{args.preset}.csv" for k in ("runs", "front", "timing", "alpha")}
+    load = lambda k: pd.read_csv(paths[k]) if paths[k].exists() else pd.DataFrame()
+    df, fr = load("runs"), load("front")
+    if not df.empty and "cell" not in df:
+        df, fr = pd.DataFrame(), pd.DataFrame()                    # an older layout: start again
+    torch.set_num_threads(1)
     from tqdm import tqdm
-    jobs = [(m, N, s) for N in cfg["lags"] for m in cfg["methods"] for s in cfg["seeds"]]
-    for m, N, s in tqdm(jobs, desc="seed000"):
-        if not df.empty and ((df.method == m) & (df.N == N) & (df.seed == s)).any():
+    jobs = [(c, N, m, s) for c, lags in cfg["cells"].items() for N in lags for m in cfg["methods"]
+            for s in cfg["seeds"]]
+    for cell, N, method, seed in tqdm(jobs, desc="seed000"):
+        key = lambda d: (d.method == method) & (d.cell == cell) & (d.N == N) & (d.seed == seed)
+        if (not df.empty and key(df).any()) or _skip(df, method, cell, N):
             continue
-        df = pd.concat([df, pd.DataFrame([run_one(m, N, s, max_steps=cfg["max_steps"])])], ignore_index=True)
-        atomic.write_csv(df, csv)
-    summary = df.groupby(["method", "N"]).agg(solved=("solved", "sum"), runs=("solved", "size"),
-                                             median_steps=("steps", "median"),
-                                             ms_per_step=("seconds_per_step", lambda v: 1e3 * v.median()))
+        row, fronts = run_one(method, N, seed, cell=cell, max_steps=cfg["max_steps"])
+        df = pd.concat([df, pd.DataFrame([row])], ignore_index=True)
+        fr = pd.concat([fr, pd.DataFrame(fronts)], ignore_index=True)
+        atomic.write_csv(fr, paths["front"])
+        atomic.write_csv(df, paths["runs"])
+    timing = load("timing")
+    if timing.empty:
+        rows = [dict(cell=c, method=m, N=N, ms_per_step=1e3 * time_steps(m, N, cell=c))
+                for c, lags in cfg["cells"].items() for N in tqdm(lags, desc="timing") for m in cfg["methods"]]
+        timing = pd.DataFrame(rows)
+        atomic.write_csv(timing, paths["timing"])
+    summary = df.groupby(["cell", "method", "N"]).agg(solved=("solved", "sum"), runs=("solved", "size"),
+                                                     median_steps=("steps", "median"))
     print(summary.to_string())
     alpha = fit_alpha(df)
     print(alpha.to_string(index=False))
-    alpha.to_csv(out / f"alpha_{args.preset}.csv", index=False)
+    atomic.write_csv(alpha, paths["alpha"])
+    from .charts import draw
+    for path in draw(df, fr, timing, out, args.preset):
+        print("wrote", path)
     return 0
