@@ -19,9 +19,8 @@ def main(argv=None) -> int:
     r.add_argument("--results", default="results", help="the results folder")
     sub.add_parser("perfcheck", help="CI performance gate: same-process ratios vs thresholds")
     sub.add_parser("machine", help="print this machine's stable name for asv results")
-    s0 = sub.add_parser("seed000", help="state-table training vs BPTT on problem 2b over lags")
-    s0.add_argument("--preset", choices=["quick", "full"], default="quick")
-    s0.add_argument("--out", default="results/seed000")
+    from .seed000.experiment import parser as seed000_parser
+    seed000_parser(sub.add_parser("seed000", help="state-table training vs BPTT on problem 2b over lags"))
     from .train import parser as train_parser
     train_parser(sub.add_parser("train", help="train a model on problem 2b (checkpoints, --resume)"))
     from .reproduce import parser as repro_parser
@@ -71,7 +70,7 @@ def main(argv=None) -> int:
         print(reproduce(args).to_string())
     elif args.cmd == "seed000":
         from .seed000.experiment import main as seed000
-        return seed000(["--preset", args.preset, "--out", args.out])
+        return seed000(["--preset", args.preset, "--out", args.out, "--jobs", str(args.jobs)])
     elif args.cmd == "machine":
         from .machine import name
         print(name())

@@ -72,6 +72,23 @@ def test_classifier_shapes_and_sign():
         SequenceClassifier("gru", 8, 6)
 
 
+@pytest.mark.parametrize("kind", ["gilr-lstm", "sru", "qrnn", "lstm"])
+def test_forget_bias_initialises_every_forget_gate(kind):
+    n = 6
+    model = SequenceClassifier(kind, 8, n, layers=2, forget_bias=7.5)
+    forget = {"gilr-lstm": lambda l: l.gates.bias[:n], "sru": lambda l: l.proj.bias[n:2 * n],
+              "qrnn": lambda l: l.conv.bias[n:2 * n]}
+    if kind == "lstm":
+        for k in range(2):
+            b_ih, b_hh = getattr(model.rnn, f"bias_ih_l{k}"), getattr(model.rnn, f"bias_hh_l{k}")
+            assert (b_ih[n:2 * n] == 7.5).all() and (b_hh[n:2 * n] == 0).all()   # torch's order: i, f, g, o
+            assert (b_ih[:n] != 7.5).all()
+    else:
+        for layer in model.rnn:
+            assert (forget[kind](layer) == 7.5).all()
+    assert (forget["gilr-lstm"](SequenceClassifier("gilr-lstm", 8, n).rnn[0]) == 5.0).all()   # the paper's
+
+
 @pytest.mark.parametrize("kind", ["gilr", "gilr-lstm", "sru", "qrnn"])
 def test_classifier_serial_equals_parallel(kind, small_chunks):
     torch.manual_seed(3)

@@ -102,3 +102,21 @@ def test_unknown_method_and_skip_rule():
     df = pd.DataFrame([dict(method="a", cell="tanh", N=4, solved=True), dict(method="a", cell="tanh", N=8, solved=False),
                        dict(method="a", cell="tanh", N=8, solved=False)])
     assert _skip(df, "a", "tanh", 16) and not _skip(df, "a", "tanh", 8) and not _skip(df, "b", "tanh", 16)
+
+
+def test_command_runs_in_parallel_resumes_and_draws(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from lrbench.seed000 import experiment
+    monkeypatch.setitem(experiment.PRESETS, "tiny", dict(cells={"tanh": [2, 3]}, seeds=[0, 1], max_steps=10,
+                                                         max_seconds=30.0, methods=["bptt", "table-K1"]))
+    assert experiment.main(["--preset", "tiny", "--out", str(tmp_path), "--jobs", "2"]) == 0
+    runs = pd.read_csv(tmp_path / "runs_tiny.csv")
+    assert len(runs) == 8 and set(runs.stopped_by) <= {"solved", "steps"}
+    assert set(pd.read_csv(tmp_path / "timing_tiny.csv").method) == {"bptt", "table-K1"}
+    assert (tmp_path / "steps_vs_lag_tiny.png").stat().st_size > 0 and (tmp_path / "front_tiny.svg").exists()
+    before = (tmp_path / "runs_tiny.csv").read_text()
+    assert experiment.main(["--preset", "tiny", "--out", str(tmp_path)]) == 0        # nothing left to run
+    assert (tmp_path / "runs_tiny.csv").read_text() == before
+    with pytest.raises(ValueError, match="--jobs"):
+        experiment.main(["--preset", "tiny", "--out", str(tmp_path), "--jobs", "0"])

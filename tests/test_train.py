@@ -75,7 +75,7 @@ def test_reproduce_table_puts_the_paper_beside_ours(tmp_path):
     import pandas as pd
 
     from lrbench.reproduce import write
-    rows = [dict(model="gilr-lstm", T=1024, hidden=64, layers=2, batch=16, lr=0.01, seed=s,
+    rows = [dict(model="gilr-lstm", T=1024, hidden=64, layers=2, batch=16, lr=0.01, forget_bias=8.0, seed=s,
                  device="cpu", steps=steps, seconds=secs, converged=conv)
             for s, steps, secs, conv in [(0, 500, 60.0, True), (1, 700, 90.0, True), (2, 3000, 480.0, False)]]
     write(pd.DataFrame(rows), tmp_path)

@@ -34,10 +34,10 @@ CELLS = {"tanh": TanhCell, "gru": GRUCell}
 ALL_METHODS = ["table-K1", "table-K4", "table-K16", "table-rand-K1", "hybrid", "deer", "bptt", "tbptt",
                "tbptt-w4"]
 PRESETS = {
-    "quick": dict(cells={"tanh": [4, 8]}, seeds=[0, 1, 2], max_steps=500,
+    "quick": dict(cells={"tanh": [4, 8]}, seeds=[0, 1, 2], max_steps=500, max_seconds=60.0,
                   methods=["table-K1", "table-K4", "table-rand-K1", "hybrid", "deer", "bptt", "tbptt"]),
-    "full": dict(cells={"tanh": [4, 8, 16, 32, 64, 128], "gru": [4, 8, 16, 32]}, seeds=[0, 1, 2],
-                 max_steps=2000, methods=ALL_METHODS),
+    "full": dict(cells={"tanh": [4, 8, 16, 32, 64, 128], "gru": [4, 8, 16]}, seeds=[0, 1, 2],
+                 max_steps=2000, max_seconds=180.0, methods=ALL_METHODS),
 }
 
 
@@ -59,8 +59,9 @@ def depth_per_step(method: str, N: int) -> float:
 
 
 def run_one(method, N, seed, *, cell="tanh", M=512, p=8, n=32, lr=0.01, mu=1.0, max_steps=3000,
-            eval_every=5):
-    """One run; returns (row, front rows)."""
+            max_seconds=float("inf"), eval_every=5):
+    """One run, stopped at ``max_steps`` or, at an evaluation, after ``max_seconds``; returns
+    (row, front rows). ``stopped_by`` in the row says which budget ended an unsolved run."""
     torch.manual_seed(seed)
     x, y = data(M, N, p, seed)
     hx, hy = data(1024, N, p, 10_000 + seed)
@@ -75,10 +76,13 @@ def run_one(method, N, seed, *, cell="tanh", M=512, p=8, n=32, lr=0.01, mu=1.0, 
             if acc >= 0.99:
                 solved_at = s
                 break
+            if time.perf_counter() - start > max_seconds:
+                break
     seconds = time.perf_counter() - start
     steps = solved_at or s
     row = dict(method=method, cell=cell, N=N, seed=seed, M=M, p=p, n=n, lr=lr, mu=mu, max_steps=max_steps,
-               solved=solved_at is not None, steps=steps, epochs=steps * m.epochs_per_step,
+               max_seconds=max_seconds, solved=solved_at is not None, steps=steps,
+               stopped_by="solved" if solved_at else ("steps" if s == max_steps else "time"), epochs=steps * m.epochs_per_step,
                heldout_acc=acc, final_front=fronts[-1]["front"] if fronts else 0,
                depth_per_step=depth_per_step(method, N), seconds=seconds)
     row.update(m.extras())
@@ -123,11 +127,23 @@ def _skip(df: pd.DataFrame, method, cell, N) -> bool:
     return not shorter.empty and not shorter[shorter.N == shorter.N.max()].solved.any()
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="lrbench seed000")
+def _run_job(job):
+    torch.set_num_threads(1)
+    return run_one(*job[:3], cell=job[3], max_steps=job[4], max_seconds=job[5])
+
+
+def parser(ap: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    ap = ap or argparse.ArgumentParser(prog="lrbench seed000")
     ap.add_argument("--preset", choices=sorted(PRESETS), default="quick")
     ap.add_argument("--out", default="results/seed000")
-    args = ap.parse_args(argv)
+    ap.add_argument("--jobs", type=int, default=1, help="runs at once, one thread each")
+    return ap
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    if args.jobs < 1:
+        raise ValueError(f"argument --jobs must be >= 1, got {args.jobs}")
     cfg = PRESETS[args.preset]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -137,18 +153,33 @@ def main(argv=None) -> int:
     if not df.empty and "cell" not in df:
         df, fr = pd.DataFrame(), pd.DataFrame()                    # an older layout: start again
     torch.set_num_threads(1)
+    from concurrent.futures import ProcessPoolExecutor
     from tqdm import tqdm
-    jobs = [(c, N, m, s) for c, lags in cfg["cells"].items() for N in lags for m in cfg["methods"]
-            for s in cfg["seeds"]]
-    for cell, N, method, seed in tqdm(jobs, desc="seed000"):
-        key = lambda d: (d.method == method) & (d.cell == cell) & (d.N == N) & (d.seed == seed)
-        if (not df.empty and key(df).any()) or _skip(df, method, cell, N):
-            continue
-        row, fronts = run_one(method, N, seed, cell=cell, max_steps=cfg["max_steps"])
-        df = pd.concat([df, pd.DataFrame([row])], ignore_index=True)
-        fr = pd.concat([fr, pd.DataFrame(fronts)], ignore_index=True)
-        atomic.write_csv(fr, paths["front"])
-        atomic.write_csv(df, paths["runs"])
+    bar = tqdm(total=sum(len(lags) for lags in cfg["cells"].values()) * len(cfg["methods"]) * len(cfg["seeds"]),
+               desc="seed000")
+    import multiprocessing
+    pool = ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) if args.jobs > 1 else None
+    for cell, lags in cfg["cells"].items():
+        for N in lags:                      # one lag at a time: the skip rule reads the shorter lags
+            todo = []
+            for method in cfg["methods"]:
+                for seed in cfg["seeds"]:
+                    done = not df.empty and ((df.method == method) & (df.cell == cell) & (df.N == N)
+                                             & (df.seed == seed)).any()
+                    if done or _skip(df, method, cell, N):
+                        bar.update(1)
+                    else:
+                        todo.append((method, N, seed, cell, cfg["max_steps"], cfg["max_seconds"]))
+            results = pool.map(_run_job, todo) if pool else map(_run_job, todo)
+            for row, fronts in results:     # written as each run finishes, in submission order
+                df = pd.concat([df, pd.DataFrame([row])], ignore_index=True)
+                fr = pd.concat([fr, pd.DataFrame(fronts)], ignore_index=True)
+                atomic.write_csv(fr, paths["front"])
+                atomic.write_csv(df, paths["runs"])
+                bar.update(1)
+    bar.close()
+    if pool:
+        pool.shutdown()
     timing = load("timing")
     if timing.empty:
         rows = [dict(cell=c, method=m, N=N, ms_per_step=1e3 * time_steps(m, N, cell=c))
