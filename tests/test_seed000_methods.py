@@ -109,10 +109,14 @@ def test_command_runs_in_parallel_resumes_and_draws(tmp_path, monkeypatch):
 
     from lrbench.seed000 import experiment
     monkeypatch.setitem(experiment.PRESETS, "tiny", dict(cells={"tanh": [2, 3]}, seeds=[0, 1], max_steps=10,
-                                                         max_seconds=30.0, methods=["bptt", "table-K1"]))
+                                                         max_seconds=30.0, methods=["bptt", "table-K1"],
+                                                         grid=[(0.01, 1.0), (0.03, 0.1)]))
     assert experiment.main(["--preset", "tiny", "--out", str(tmp_path), "--jobs", "2"]) == 0
     runs = pd.read_csv(tmp_path / "runs_tiny.csv")
-    assert len(runs) == 8 and set(runs.stopped_by) <= {"solved", "steps"}
+    assert set(runs.stopped_by) <= {"solved", "steps", "skipped"}
+    settings = {m: sorted(set(zip(g.lr, g.mu))) for m, g in runs.groupby("method")}
+    assert settings == {"bptt": [(0.01, 1.0), (0.03, 1.0)], "table-K1": [(0.01, 1.0), (0.03, 0.1)]}   # μ: tables only
+    assert len(runs) == 2 * 2 * 4 and set(experiment.label(runs).label) >= {"bptt lr=0.03 mu=1", "table-K1 lr=0.01 mu=1"}
     assert set(pd.read_csv(tmp_path / "timing_tiny.csv").method) == {"bptt", "table-K1"}
     assert (tmp_path / "steps_vs_lag_tiny.png").stat().st_size > 0 and (tmp_path / "front_tiny.svg").exists()
     before = (tmp_path / "runs_tiny.csv").read_text()

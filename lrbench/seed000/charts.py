@@ -11,6 +11,7 @@ from ..report import _save
 
 
 def draw(runs: pd.DataFrame, fronts: pd.DataFrame, timing: pd.DataFrame, out: Path, preset: str) -> list[Path]:
+    """``runs`` and ``fronts`` carry a ``label`` column (``experiment.label``): one line per label."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -19,7 +20,7 @@ def draw(runs: pd.DataFrame, fronts: pd.DataFrame, timing: pd.DataFrame, out: Pa
     cells = sorted(runs.cell.unique())
     fig, axes = plt.subplots(1, len(cells), figsize=(6 * len(cells), 4.5), squeeze=False)
     for ax, cell in zip(axes[0], cells):
-        for i, (method, g) in enumerate(runs[runs.cell == cell].groupby("method")):
+        for i, (method, g) in enumerate(runs[runs.cell == cell].groupby("label")):
             color = f"C{i % 10}"
             med = g[g.solved].groupby("N").steps.median()
             ax.plot(med.index, med.values, "o-", color=color, label=method)
@@ -38,7 +39,7 @@ def draw(runs: pd.DataFrame, fronts: pd.DataFrame, timing: pd.DataFrame, out: Pa
         lags = sorted(tanh.N.unique())
         fig, axes = plt.subplots(1, len(lags), figsize=(4 * len(lags), 3.8), squeeze=False)
         for ax, N in zip(axes[0], lags):
-            for i, (method, g) in enumerate(tanh[tanh.N == N].groupby("method")):
+            for i, (method, g) in enumerate(tanh[tanh.N == N].groupby("label")):
                 ax.plot(g.step, g.front, ".-", color=f"C{i % 10}", label=method)
             ax.axhline(N, color="k", lw=0.5)
             ax.set(xlabel="optimiser step", ylabel="front (steps carrying sign(x_0))", title=f"lag {N}, seed 0",
