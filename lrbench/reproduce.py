@@ -82,5 +82,5 @@ def write(df: pd.DataFrame, results: Path) -> None:
     lines += [markdown(pd.DataFrame(agg).set_index("model").round(2)), "",
               f"Paper ({paper.source.iloc[0]}):", "",
               markdown(paper.drop(columns="source").set_index("model")), "",
-              "Per run:", "", markdown(df.set_index("model").round(2))]
+              "Per run:", "", markdown(df.set_index("model").round({"seconds": 1}))]
     atomic.write_text(results / f"table3_T{int(df['T'].iloc[0])}.md", "\n".join(lines) + "\n")

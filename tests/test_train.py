@@ -75,11 +75,12 @@ def test_reproduce_table_puts_the_paper_beside_ours(tmp_path):
     import pandas as pd
 
     from lrbench.reproduce import write
-    rows = [dict(model="gilr-lstm", T=1024, hidden=64, layers=2, batch=16, lr=0.01, forget_bias=8.0, seed=s,
+    rows = [dict(model="gilr-lstm", T=1024, hidden=64, layers=2, batch=16, lr=0.003, forget_bias=8.0, seed=s,
                  device="cpu", steps=steps, seconds=secs, converged=conv)
             for s, steps, secs, conv in [(0, 500, 60.0, True), (1, 700, 90.0, True), (2, 3000, 480.0, False)]]
     write(pd.DataFrame(rows), tmp_path)
     md = (tmp_path / "table3_T1024.md").read_text()
     assert "| gilr-lstm | 3 | 2 | 600 |" in md                  # mean of the converged runs
     assert "3000" in md and "0.55" in md and "0.031" in md      # the unconverged run; the paper's
+    assert "| 0.003 | 8 | 0 |" in md                             # lr and forget bias, not rounded away
     assert len(pd.read_csv(tmp_path / "table3_T1024.csv")) == 3
