@@ -149,7 +149,19 @@ SUMMARY = dict(solved=("solved", "sum"), runs=("solved", "size"), median_steps=(
                final_front=("final_front", "median"), table_MiB=("table_bytes", "median"))
 
 
-def summary_markdown(df: pd.DataFrame, alpha: pd.DataFrame, timing: pd.DataFrame, preset: str) -> str:
+def front_milestones(fr: pd.DataFrame) -> pd.DataFrame:
+    """Median over seeds of the first evaluated step at which the front reached 1, N/2 and N
+    (NaN where a seed never did; the median then is NaN unless most seeds did)."""
+    rows = []
+    for (cell, lab, N, seed), g in label(fr).groupby(["cell", "label", "N", "seed"]):
+        first = lambda k: g[g.front >= k].step.min()
+        rows.append(dict(cell=cell, label=lab, N=N, seed=seed, front_1=first(1), front_half=first(max(N // 2, 1)),
+                         front_N=first(N)))
+    return pd.DataFrame(rows).groupby(["cell", "label", "N"])[["front_1", "front_half", "front_N"]].median()
+
+
+def summary_markdown(df: pd.DataFrame, alpha: pd.DataFrame, timing: pd.DataFrame, preset: str,
+                     fr: pd.DataFrame | None = None) -> str:
     """The tables of ``summary_<preset>.md``: medians over seeds of every run's measurements
     (skipped runs counted in ``runs``, not in the medians), the α fits and ms per step."""
     from ..report import markdown
@@ -165,6 +177,9 @@ def summary_markdown(df: pd.DataFrame, alpha: pd.DataFrame, timing: pd.DataFrame
              markdown(table.reset_index().round(3).set_index("cell")), "",
              "## steps to solve ≈ c · N^α (medians of solved runs)", "",
              markdown(alpha.round(3).set_index("cell")) if not alpha.empty else "(fewer than two solved lags)"]
+    if fr is not None and not fr.empty:
+        parts += ["", "## information front: first step at which it reached 1, N/2 and N steps (median over seeds)",
+                  "", markdown(front_milestones(fr).reset_index().set_index("cell"))]
     if not timing.empty:
         ms = timing.pivot_table(index=["cell", "method"], columns="N", values="ms_per_step").round(2)
         parts += ["", "## ms per optimiser step (one CPU thread, M = 512 sequences)", "", markdown(ms)]
@@ -255,7 +270,7 @@ def main(argv=None) -> int:
         atomic.write_csv(timing, paths["timing"])
     alpha = fit_alpha(df)
     atomic.write_csv(alpha, paths["alpha"])
-    text = summary_markdown(df, alpha, timing, args.preset)
+    text = summary_markdown(df, alpha, timing, args.preset, fr)
     atomic.write_text(out / f"summary_{args.preset}.md", text)
     print(text)
     from .charts import draw

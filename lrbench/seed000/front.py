@@ -1,7 +1,8 @@
 """The information front: up to which step is sign(x_0) linearly decodable from the states?
 
-For each step t, a linear probe (the difference of the two classes' mean states, threshold halfway)
-is fitted on the even-numbered training sequences and scored on the odd ones. Step t is decodable
+For each step t, a linear probe (ridge regression of ±1 on the state and a bias, ridge ``RIDGE``
+times the mean feature power) is fitted on the even-numbered training sequences and scored on the
+odd ones. Step t is decodable
 when that held-out probe accuracy is at least ``THRESHOLD``. The front is the number of leading
 steps that are all decodable: 0 = not even the first state carries the sign, N = all of them do.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 import torch
 
 THRESHOLD = 0.9
+RIDGE = 1e-3
 
 
 def probe_accuracy(states: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
@@ -21,10 +23,14 @@ def probe_accuracy(states: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
     s, y = states[fit].double(), label[fit].bool()
     if y.all() or not y.any():
         raise ValueError("argument 'label': the probe's half needs both classes")
-    mu1, mu0 = s[y].mean(0), s[~y].mean(0)                          # (N, n)
-    w, b = mu1 - mu0, -0.5 * ((mu1 * mu1).sum(-1) - (mu0 * mu0).sum(-1))
-    score = (states[test].double() * w).sum(-1) + b                  # (M/2, N)
-    return ((score > 0) == label[test].bool()[:, None]).double().mean(0)
+    X = torch.cat([s, torch.ones_like(s[..., :1])], -1).transpose(0, 1)          # (N, M/2, n+1)
+    gram = X.transpose(1, 2) @ X                                                  # (N, n+1, n+1)
+    power = gram.diagonal(dim1=1, dim2=2).mean(-1)[:, None, None]
+    eye = torch.eye(X.shape[-1], dtype=X.dtype)
+    w = torch.linalg.solve(gram + RIDGE * power * eye, X.transpose(1, 2) @ (2.0 * y.double() - 1)[None, :, None])
+    t = states[test].double()
+    score = (torch.cat([t, torch.ones_like(t[..., :1])], -1).transpose(0, 1) @ w)[..., 0]   # (N, M/2)
+    return ((score > 0) == label[test].bool()[None, :]).double().mean(1)
 
 
 def front(states: torch.Tensor, label: torch.Tensor) -> int:
