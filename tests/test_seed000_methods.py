@@ -99,7 +99,8 @@ def test_unknown_method_and_skip_rule():
     import pandas as pd
     with pytest.raises(ValueError, match="argument 'method'"):
         methods.make("adjoint", TanhCell(2, 2), 2, *data(2, 3, 2, 0), lr=0.1)
-    df = pd.DataFrame([dict(method="a", cell="tanh", N=4, solved=True), dict(method="a", cell="tanh", N=8, solved=False),
+    df = pd.DataFrame([dict(method="a", cell="tanh", N=4, solved=True),
+                       dict(method="a", cell="tanh", N=8, solved=False),
                        dict(method="a", cell="tanh", N=8, solved=False)])
     assert _skip(df, "a", "tanh", 16) and not _skip(df, "a", "tanh", 8) and not _skip(df, "b", "tanh", 16)
 
@@ -116,7 +117,8 @@ def test_command_runs_in_parallel_resumes_and_draws(tmp_path, monkeypatch):
     assert set(runs.stopped_by) <= {"solved", "steps", "skipped"}
     settings = {m: sorted(set(zip(g.lr, g.mu))) for m, g in runs.groupby("method")}
     assert settings == {"bptt": [(0.01, 1.0), (0.03, 1.0)], "table-K1": [(0.01, 1.0), (0.03, 0.1)]}   # μ: tables only
-    assert len(runs) == 2 * 2 * 4 and set(experiment.label(runs).label) >= {"bptt lr=0.03 mu=1", "table-K1 lr=0.01 mu=1"}
+    assert len(runs) == 2 * 2 * 4
+    assert set(experiment.label(runs).label) >= {"bptt lr=0.03 mu=1", "table-K1 lr=0.01 mu=1"}
     assert set(pd.read_csv(tmp_path / "timing_tiny.csv").method) == {"bptt", "table-K1"}
     assert (tmp_path / "steps_vs_lag_tiny.png").stat().st_size > 0 and (tmp_path / "front_tiny.svg").exists()
     before = (tmp_path / "runs_tiny.csv").read_text()

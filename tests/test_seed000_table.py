@@ -89,6 +89,7 @@ def test_experiment_row_and_alpha_fit():
     assert [f["step"] for f in fronts] == list(range(25, row["steps"] + 1, 25)) and fronts[-1]["front"] == 4
     df = pd.DataFrame([dict(method="m", N=N, seed=0, solved=True, steps=3 * N ** 2) for N in (4, 8, 16)]
                       + [dict(method="m", N=32, seed=0, solved=False, steps=1)]
-                      + [dict(method="m", N=64, seed=s, solved=s == 0, steps=5) for s in range(3)])   # 1 of 3: not fitted
+                      + [dict(method="m", N=64, seed=s, solved=s == 0, steps=5) for s in range(3)])   # 1 of 3
+
     (fit,) = fit_alpha(df).to_dict("records")
     assert fit["alpha"] == pytest.approx(2.0) and fit["c"] == pytest.approx(3.0) and fit["lags"] == 3

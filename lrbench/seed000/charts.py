@@ -52,7 +52,8 @@ def draw(runs: pd.DataFrame, fronts: pd.DataFrame, timing: pd.DataFrame, out: Pa
     if not timing.empty:
         fig, ax = plt.subplots(figsize=(6, 4.5))
         for i, ((cell, method), g) in enumerate(timing.groupby(["cell", "method"])):
-            ax.plot(g.N, g.ms_per_step, "o-" if cell == "tanh" else "s--", color=f"C{i % 10}", label=f"{method} ({cell})")
+            ax.plot(g.N, g.ms_per_step, "o-" if cell == "tanh" else "s--", color=f"C{i % 10}",
+                    label=f"{method} ({cell})")
         ax.set(xscale="log", yscale="log", xlabel="lag N (= sequence length)", ylabel="ms per optimiser step",
                title="one CPU thread, M = 512 sequences per step")
         ax.set_xscale("log", base=2)

@@ -1,16 +1,19 @@
 """``lrbench seed000``: steps to solve problem 2b at lag N, the state table against BPTT, truncated
 BPTT, quasi-DEER and the table + quasi-DEER hybrid.
 
-Same cell, data (M training sequences, alphabet p), optimiser (Adam, one learning rate: the same
-hyper-parameter budget for every method) and step budget for every method; held-out sequences are
-scored only by sequential roll-out from the shared initial state. A method "solves" lag N at the
+Same cell, data (M training sequences, alphabet p), optimiser (Adam), hyper-parameter grid (the
+preset's learning rates; table methods also its consistency weights μ) and step and time budget
+for every method; held-out sequences are scored only by sequential roll-out from the shared
+initial state. A method "solves" lag N at the
 first evaluation (every ``eval_every`` steps) with held-out accuracy >= 99 %. At each evaluation
 the information front of the states the method holds is recorded too.
 
 Files in ``--out`` (each rewritten atomically after every run; finished runs are not re-run, so an
 interrupted preset continues where it stopped): ``runs_<preset>.csv`` (one row per run),
 ``front_<preset>.csv`` (front per evaluation), ``timing_<preset>.csv`` (ms per step against N,
-measured alone on one thread), ``alpha_<preset>.csv`` (steps ≈ c·N^α) and the charts.
+measured alone on one thread), ``alpha_<preset>.csv`` (steps ≈ c·N^α), ``summary_<preset>.md``
+and the charts. ``seconds`` in a run's row includes its evaluations and is measured while other
+runs share the machine: use ``timing_<preset>.csv`` for speed.
 """
 from __future__ import annotations
 
@@ -89,7 +92,8 @@ def run_one(method, N, seed, *, cell="tanh", M=512, p=8, n=32, lr=0.01, mu=1.0, 
     steps = solved_at or s
     row = dict(method=method, cell=cell, N=N, seed=seed, M=M, p=p, n=n, lr=lr, mu=mu, max_steps=max_steps,
                max_seconds=max_seconds, solved=solved_at is not None, steps=steps,
-               stopped_by="solved" if solved_at else ("steps" if s == max_steps else "time"), epochs=steps * m.epochs_per_step,
+               stopped_by="solved" if solved_at else ("steps" if s == max_steps else "time"),
+               epochs=steps * m.epochs_per_step,
                heldout_acc=acc, final_front=fronts[-1]["front"] if fronts else 0,
                depth_per_step=depth_per_step(method, N), seconds=seconds)
     row["train_rollout_acc"] = (m.logits(x).argmax(-1) == y).float().mean().item()
