@@ -75,8 +75,8 @@ def load(results: Path) -> tuple[pd.DataFrame, list[str]]:
     return df, problems
 
 
-def _save(fig, out: Path, stem: str, written: list[Path]):
-    for ext in ("png", "svg"):
+def _save(fig, out: Path, stem: str, written: list[Path], exts=("png", "svg")):
+    for ext in exts:
         path = out / f"{stem}.{ext}"
         atomic.write(path, lambda f, ext=ext: fig.savefig(f, format=ext, dpi=120, bbox_inches="tight"))
         written.append(path)

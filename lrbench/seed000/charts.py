@@ -17,15 +17,16 @@ def draw(runs: pd.DataFrame, fronts: pd.DataFrame, timing: pd.DataFrame, out: Pa
     import matplotlib.pyplot as plt
 
     written: list[Path] = []
+    labels = sorted(set(runs.label) | (set(fronts.label) if not fronts.empty else set()))
+    color = {lab: f"C{i % 10}" for i, lab in enumerate(labels)}              # the same in every panel
     cells = sorted(runs.cell.unique())
     fig, axes = plt.subplots(1, len(cells), figsize=(6 * len(cells), 4.5), squeeze=False)
     for ax, cell in zip(axes[0], cells):
-        for i, (method, g) in enumerate(runs[runs.cell == cell].groupby("label")):
-            color = f"C{i % 10}"
+        for method, g in runs[runs.cell == cell].groupby("label"):
             med = g[g.solved].groupby("N").steps.median()
-            ax.plot(med.index, med.values, "o-", color=color, label=method)
+            ax.plot(med.index, med.values, "o-", color=color[method], label=method)
             fail = g[~g.solved]
-            ax.plot(fail.N, fail.steps, "x", color=color, ms=8)
+            ax.plot(fail.N, fail.steps, "x", color=color[method], ms=8)
         ax.set(xscale="log", yscale="log", xlabel="lag N", ylabel="optimiser steps to 99 % held-out (median)",
                title=f"{cell} cell; x = not solved within the budget")
         ax.set_xscale("log", base=2)
@@ -39,14 +40,14 @@ def draw(runs: pd.DataFrame, fronts: pd.DataFrame, timing: pd.DataFrame, out: Pa
         lags = sorted(tanh.N.unique())
         fig, axes = plt.subplots(1, len(lags), figsize=(4 * len(lags), 3.8), squeeze=False)
         for ax, N in zip(axes[0], lags):
-            for i, (method, g) in enumerate(tanh[tanh.N == N].groupby("label")):
-                ax.plot(g.step, g.front, ".-", color=f"C{i % 10}", label=method)
+            for method, g in tanh[tanh.N == N].groupby("label"):
+                ax.plot(g.step, g.front, ".-", color=color[method], label=method)
             ax.axhline(N, color="k", lw=0.5)
             ax.set(xlabel="optimiser step", ylabel="front (steps carrying sign(x_0))", title=f"lag {N}, seed 0",
                    ylim=(-0.5, N + 0.5))
             ax.set_xscale("log")
         axes[0][0].legend(fontsize=7)
-        _save(fig, out, f"front_{preset}", written)
+        _save(fig, out, f"front_{preset}", written, exts=("png",))         # an SVG of every point is megabytes
         plt.close(fig)
 
     if not timing.empty:

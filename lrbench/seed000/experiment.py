@@ -43,7 +43,7 @@ PRESETS = {
     "quick": dict(cells={"tanh": [4, 8]}, seeds=[0, 1, 2], max_steps=500, max_seconds=60.0,
                   methods=["table-K1", "table-K4", "table-rand-K1", "hybrid", "deer", "bptt", "tbptt"],
                   grid=[(0.01, 1.0)]),
-    "full": dict(cells={"tanh": [4, 8, 16, 32, 64, 128], "gru": [4, 8, 16, 32, 64]}, seeds=[0, 1, 2],
+    "full": dict(cells={"tanh": [4, 8, 16, 32, 64, 128], "gru": [4, 8, 16, 32, 64, 128]}, seeds=[0, 1, 2],
                  max_steps=2000, max_seconds=150.0, methods=ALL_METHODS, grid=[(0.01, 1.0)]),
     # Is the table methods' failure at lag 16 (tanh) a matter of tuning? 9 settings, one seed.
     "tune": dict(cells={"tanh": [16, 32]}, seeds=[0], max_steps=2000, max_seconds=150.0, methods=TABLE_METHODS,
@@ -267,10 +267,12 @@ def main(argv=None) -> int:
     if pool:
         pool.shutdown()
     timing = load("timing")
-    if timing.empty:
-        rows = [dict(cell=c, method=m, N=N, ms_per_step=1e3 * time_steps(m, N, cell=c))
-                for c, lags in cfg["cells"].items() for N in tqdm(lags, desc="timing") for m in cfg["methods"]]
-        timing = pd.DataFrame(rows)
+    have = set() if timing.empty else set(zip(timing.cell, timing.method, timing.N))
+    missing = [(c, m, N) for c, lags in cfg["cells"].items() for N in lags for m in cfg["methods"]
+               if (c, m, N) not in have]
+    for c, m, N in tqdm(missing, desc="timing"):
+        row = dict(cell=c, method=m, N=N, ms_per_step=1e3 * time_steps(m, N, cell=c))
+        timing = pd.concat([timing, pd.DataFrame([row])], ignore_index=True)
         atomic.write_csv(timing, paths["timing"])
     alpha = fit_alpha(df)
     atomic.write_csv(alpha, paths["alpha"])
