@@ -120,7 +120,7 @@ def test_command_runs_in_parallel_resumes_and_draws(tmp_path, monkeypatch):
     assert len(runs) == 2 * 2 * 4
     assert set(experiment.label(runs).label) >= {"bptt lr=0.03 mu=1", "table-K1 lr=0.01 mu=1"}
     assert set(pd.read_csv(tmp_path / "timing_tiny.csv").method) == {"bptt", "table-K1"}
-    assert (tmp_path / "steps_vs_lag_tiny.png").stat().st_size > 0 and (tmp_path / "front_tiny.svg").exists()
+    assert (tmp_path / "steps_vs_lag_tiny.png").stat().st_size > 0 and (tmp_path / "front_tiny.png").exists()
     before = (tmp_path / "runs_tiny.csv").read_text()
     assert experiment.main(["--preset", "tiny", "--out", str(tmp_path)]) == 0        # nothing left to run
     assert (tmp_path / "runs_tiny.csv").read_text() == before
