@@ -48,10 +48,13 @@ class GRUCell(nn.Module):
         return (1 - z) * nn_ + z * h, (h - nn_) * dz + (1 - z) * dn + z
 
 
-def roll_out(cell, x, h0):
-    """The sequential evaluation: h_t = f(h_{t-1}, x_t), x (T, B, m), h0 (B, n) -> (T, B, n)."""
+def roll_out(cell, x, h0, window: int | None = None):
+    """The sequential evaluation: h_t = f(h_{t-1}, x_t), x (T, B, m), h0 (B, n) -> (T, B, n).
+    ``window`` truncates back-propagation: the state is detached every ``window`` steps."""
     out, h = [], h0
     for t in range(x.shape[0]):
+        if window and t % window == 0:
+            h = h.detach()
         h = cell(h, x[t])
         out.append(h)
     return torch.stack(out)

@@ -52,11 +52,11 @@ def quasi_deer_adjoint(out, prev, d, g, *, tol: float = 1e-7, max_iters: int | N
     is exact after at most T iterations, from the last step back.
     """
     T = g.shape[0]
-    d_next = torch.cat([d[1:], torch.zeros_like(d[:1])])             # diag J_{t+1}
+    shift = lambda v: torch.cat([v[1:], torch.zeros_like(v[:1])])     # row t <- row t+1
+    d_next = shift(d)                                                 # diag J_{t+1}
     lam, iters = g, 0
     for iters in range(1, (max_iters or T) + 1):
         vjp = torch.autograd.grad(out, prev, lam, retain_graph=True)[0]      # J_tᵀ λ_t at row t
-        shift = lambda v: torch.cat([v[1:], torch.zeros_like(v[:1])])         # row t <- row t+1
         new = _reverse_recurrence(d_next, g + shift(vjp) - d_next * shift(lam), backend)
         moved = (new - lam).abs().max().item()
         lam = new

@@ -54,7 +54,6 @@ class Table(Method):
         self.mu, self.random, self.sweep, self.ids = mu, random_transitions, sweep, torch.arange(M)
         if random_transitions:
             self.epochs_per_step = TRANSITIONS / (M * N)
-        self.sweep_iters = 0
 
     def step(self):
         m = self.model
@@ -63,7 +62,6 @@ class Table(Method):
                 h, _ = quasi_deer(m.cell, _x_time_major(self.x), m.h0.expand(len(self.ids), -1),
                                   init=m.table.transpose(0, 1), max_iters=1)
                 m.table.copy_(h.transpose(0, 1))
-            self.sweep_iters += 1
         if self.random:
             M, N = m.table.shape[:2]
             ids, ts = torch.randint(0, M, (TRANSITIONS,)), torch.randint(0, N, (TRANSITIONS,))
@@ -95,12 +93,7 @@ class RollOut(Method):
         self.opt = torch.optim.Adam([*cell.parameters(), *self.readout.parameters()], lr=lr)
 
     def _final(self, x):
-        h = x.new_zeros(len(x), self.n)
-        for t in range(x.shape[1]):
-            if self.window and t % self.window == 0:
-                h = h.detach()
-            h = self.cell(h, x[:, t])
-        return h
+        return roll_out(self.cell, _x_time_major(x), x.new_zeros(len(x), self.n), self.window)[-1]
 
     def step(self):
         self.opt.zero_grad(set_to_none=True)

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .cells import roll_out
+
 
 class TableModel(nn.Module):
     def __init__(self, cell: nn.Module, n: int, M: int, T: int, classes: int = 2, init_scale: float = 0.1):
@@ -57,10 +59,7 @@ class TableModel(nn.Module):
     @torch.no_grad()
     def roll_out_logits(self, x) -> torch.Tensor:
         """Sequential evaluation from h0: x (B, T, p) -> logits (B, classes)."""
-        h = self.h0.expand(x.shape[0], -1)
-        for t in range(x.shape[1]):
-            h = self.cell(h, x[:, t])
-        return self.readout(h)
+        return self.readout(roll_out(self.cell, x.transpose(0, 1), self.h0.expand(x.shape[0], -1))[-1])
 
 
 class FrozenTableOptimizer:
