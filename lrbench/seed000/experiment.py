@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import atomic
+from ..bench import median_time
 from ..tasks import problem_2b
 from . import methods
 from .cells import GRUCell, TanhCell
@@ -108,13 +109,7 @@ def time_steps(method, N, *, cell="tanh", M=512, p=8, n=32, repeats=5) -> float:
     torch.manual_seed(0)
     x, y = data(M, N, p, 0)
     m = methods.make(method, CELLS[cell](p, n), n, x, y, 0.01)
-    m.step()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        m.step()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
+    return median_time(m.step, min_reps=repeats, min_seconds=0.0, max_reps=repeats)
 
 
 def fit_alpha(df: pd.DataFrame) -> pd.DataFrame:
