@@ -49,3 +49,35 @@ def check_backend(name: str, mod, a: torch.Tensor) -> None:
     if mod.DEVICES is not None and a.device.type not in mod.DEVICES:
         raise ValueError(f"backend {name!r} cannot run on device {a.device} (arguments 'a', 'x'); "
                          f"it runs on {list(mod.DEVICES)}")
+
+
+def _span(t: torch.Tensor) -> tuple[int, int]:
+    """[first, last] byte address that t can touch."""
+    lo = hi = t.data_ptr()
+    for size, stride in zip(t.shape, t.stride()):
+        reach = (size - 1) * stride * t.element_size()
+        lo, hi = (lo + reach, hi) if reach < 0 else (lo, hi + reach)
+    return lo, hi + t.element_size() - 1
+
+
+def check_out(out, a: torch.Tensor, x: torch.Tensor, h0) -> None:
+    """``out`` can take the result: a tensor of x's shape, dtype and device, apart from every input,
+    and no input requires grad (like torch's own ``out=`` functions)."""
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"argument 'out' must be a torch.Tensor; got {type(out).__name__}")
+    if out.shape != x.shape or out.dtype != x.dtype or out.device != x.device:
+        raise ValueError(f"argument 'out' must have x's shape, dtype and device ({_desc(x)}); "
+                         f"got {_desc(out)}")
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (a, x, h0, out)):
+        raise RuntimeError("argument 'out': linear_recurrence(out=...) is not differentiable, but an "
+                           "input requires grad; call it without out=, or under torch.no_grad()")
+    if out.numel() == 0:
+        return
+    lo, hi = _span(out)
+    for name, t in (("a", a), ("x", x), ("h0", h0)):
+        if t is None or t.numel() == 0 or t.untyped_storage().data_ptr() != out.untyped_storage().data_ptr():
+            continue
+        tlo, thi = _span(t)
+        if tlo <= hi and lo <= thi:
+            raise ValueError(f"argument 'out' overlaps argument {name!r} in memory; pass a separate "
+                             f"output tensor")

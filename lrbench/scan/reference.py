@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ._common import into
+
 DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 DEVICES = None  # any: inputs are copied to the CPU
 
@@ -28,8 +30,8 @@ def forward64(a, x, h0, reverse):
     return h
 
 
-def forward(a, x, h0, reverse):
-    return torch.from_numpy(forward64(a, x, h0, reverse)).to(x.device, x.dtype)
+def forward(a, x, h0, reverse, out=None):
+    return into(torch.from_numpy(forward64(a, x, h0, reverse)).to(x.device, x.dtype), out)
 
 
 def backward(a, h, h0, gh, reverse):
