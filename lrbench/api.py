@@ -9,6 +9,7 @@ import torch
 from . import registry
 from .checks import check_inputs, check_out
 from .op import auto_backend, scan, scan_out_op
+from .packed import check_cu_seqlens, reset_at_starts
 
 __all__ = ["linear_recurrence", "auto_backend"]
 
@@ -28,19 +29,22 @@ def _from_numpy(v):
 
 
 def linear_recurrence(a, x, h0=None, *, dim: int = 0, reverse: bool = False, backend: str = "auto",
-                      out=None):
+                      out=None, cu_seqlens=None):
     """Solve ``h[t] = a[t] * h[t-1] + x[t]`` along axis ``dim``, elementwise over every other axis.
 
     Args:
-        a: gates (decays), any shape with the time axis at ``dim``; floating point. Any strides,
-            broadcast (stride 0) included: strided inputs are read a tile at a time, not copied.
+        a: gates (decays), any shape with the time axis at ``dim``; floating point or complex. Any
+            strides, broadcast (stride 0) included: strided inputs are read a tile at a time.
         x: inputs, the shape, dtype and device of ``a``.
         h0: the state before the first step (``h[-1]``), shape of ``a`` without ``dim``; default 0.
+            With ``cu_seqlens``, one state per sequence: ``(B,) + that shape``.
         dim: the time axis.
         reverse: run from the end: ``h[t] = a[t] * h[t+1] + x[t]`` with ``h[T] = h0``.
         backend: a name from ``lrbench.backends()`` or ``"auto"`` (see ``auto_backend``).
         out: a tensor (an array, for NumPy inputs) of x's shape, dtype and device to write h into;
             returned. Not differentiable: refused when an input requires grad.
+        cu_seqlens: int64 offsets ``[0, ..., total_T]`` of B sequences packed along ``dim`` (FLA's
+            convention); each starts from its own h0 (or 0) and never sees its neighbour.
 
     Returns:
         h, the shape and dtype of ``x``. Torch tensors in, torch tensors out, differentiable in
@@ -52,15 +56,25 @@ def linear_recurrence(a, x, h0=None, *, dim: int = 0, reverse: bool = False, bac
         raise TypeError(f"arguments 'a' and 'x' must both be torch tensors or both numpy arrays; "
                         f"got a {type(a).__name__} and x {type(x).__name__}")
     if as_numpy:
-        a, x, h0 = _from_numpy(a), _from_numpy(x), _from_numpy(h0)
+        a, x, h0, cu_seqlens = (_from_numpy(v) for v in (a, x, h0, cu_seqlens))
         if out is not None and not isinstance(out, np.ndarray):
             raise TypeError(f"argument 'out' must be a numpy array for numpy inputs; got "
                             f"{type(out).__name__}")
         out_np, out = out, (torch.from_numpy(out) if out is not None else None)
-    dim = check_inputs(a, x, h0, dim)
+    dim = check_inputs(a, x, h0, dim, packed=cu_seqlens is not None)
     if backend != "auto":
         registry.get(backend)                     # an unknown name fails here, before any work
     at, xt = (t.movedim(dim, 0) if dim else t for t in (a, x))
+    if cu_seqlens is not None:
+        if backend == "log-space":
+            raise ValueError("backend 'log-space' cannot take argument 'cu_seqlens': a reset is a "
+                             "gate of 0 and log-space needs every gate > 0; pick another backend")
+        cu = check_cu_seqlens(cu_seqlens, at.shape[0], at.device)
+        if h0 is not None and h0.shape[0] != cu.numel() - 1:
+            raise ValueError(f"argument 'h0' must hold one state per sequence of 'cu_seqlens' "
+                             f"({cu.numel() - 1}); got {h0.shape[0]}")
+        at, xt = reset_at_starts(at, xt, h0, cu, reverse)
+        h0 = None
     if out is None:
         h = scan(at, xt, h0, reverse, backend)
         h = h.movedim(0, dim) if dim else h

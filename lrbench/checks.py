@@ -8,8 +8,9 @@ def _desc(t: torch.Tensor) -> str:
     return f"shape {tuple(t.shape)}, dtype {t.dtype}, device {t.device}"
 
 
-def check_inputs(a, x, h0, dim: int) -> int:
-    """Validate (a, x, h0); return ``dim`` normalised to ``[0, a.ndim)``."""
+def check_inputs(a, x, h0, dim: int, packed: bool = False) -> int:
+    """Validate (a, x, h0); return ``dim`` normalised to ``[0, a.ndim)``. ``packed``: h0 holds one
+    state per sequence, ``(B,) + a.shape without dim``."""
     for name, t in (("a", a), ("x", x), ("h0", h0)):
         if t is not None and not isinstance(t, torch.Tensor):
             raise TypeError(f"argument {name!r} must be a torch.Tensor or numpy.ndarray, "
@@ -23,8 +24,9 @@ def check_inputs(a, x, h0, dim: int) -> int:
         raise ValueError(f"argument 'dim'={dim} is out of range for a and x of shape {tuple(a.shape)}")
     dim %= a.ndim
     for name, t in (("a", a), ("x", x), ("h0", h0)):
-        if t is not None and not t.is_floating_point():
-            raise TypeError(f"argument {name!r} must be a floating-point tensor; got {_desc(t)}")
+        if t is not None and not (t.is_floating_point() or t.is_complex()):
+            raise TypeError(f"argument {name!r} must be a floating-point or complex tensor; got "
+                            f"{_desc(t)}")
     others = [(n, t) for n, t in (("x", x), ("h0", h0)) if t is not None]
     for name, t in others:
         if t.dtype != a.dtype:
@@ -35,7 +37,11 @@ def check_inputs(a, x, h0, dim: int) -> int:
                              f"{a.device} and {name} on {t.device}")
     if h0 is not None:
         want = tuple(a.shape[:dim] + a.shape[dim + 1:])
-        if tuple(h0.shape) != want:
+        if packed:
+            if h0.ndim != len(want) + 1 or tuple(h0.shape[1:]) != want:
+                raise ValueError(f"argument 'h0' must have shape (B,) + {want} with cu_seqlens (one "
+                                 f"state per sequence); got {tuple(h0.shape)} (a is {tuple(a.shape)})")
+        elif tuple(h0.shape) != want:
             raise ValueError(f"argument 'h0' must have the shape of 'a' without the time axis "
                              f"dim={dim}, {want}; got {tuple(h0.shape)} (a is {tuple(a.shape)})")
     return dim

@@ -42,9 +42,8 @@ def auto_backend(T: int, N: int, dtype: torch.dtype, device: torch.device) -> st
         # cuda-scan dispatches inside itself (tiled scan, or the serial kernel where that should
         # be at least as fast); its threshold is a guess until measured on a GPU.
         return "cuda-scan" if registry.available("cuda-scan") else "torch-loop"
-    if device.type != "cpu" or dtype not in (torch.float32, torch.float64):
-        return "torch-loop"
-    if not registry.available("cpu-serial"):
+    if device.type != "cpu" or not registry.available("cpu-serial") \
+            or dtype not in registry.get("cpu-serial").load().DTYPES:
         return "torch-loop"
     if (N == 1 or 16 <= N <= 128) and T >= AUTO_CHUNKED_MIN_T:
         return "cpu-chunked"
@@ -203,18 +202,24 @@ def _setup_context(ctx, inputs, output):
     ctx.save_for_backward(a, output, h0)
 
 
+def _conj(t: Tensor | None) -> Tensor | None:
+    """Complex inputs: torch's convention, gradient = conj(derivative) * incoming gradient."""
+    return t.conj().resolve_conj() if t is not None and t.is_complex() else t
+
+
 def _backward(ctx, gh):
     a, h, h0 = ctx.saved_tensors
     reverse, backend = ctx.reverse, ctx.backend
+    ac, hc, h0c = _conj(a), _conj(h), _conj(h0)
     if torch.is_grad_enabled():          # a graph of the backward is wanted: build it from scan
-        g = scan(shifted_gates(a, reverse), gh, None, not reverse, backend)
-        ga = g * previous_states(h, h0, reverse)
+        g = scan(shifted_gates(ac, reverse), gh, None, not reverse, backend)
+        ga = g * previous_states(hc, h0c, reverse)
     else:
-        ga, g = scan_backward_op(a, h, h0, gh, reverse, backend)
+        ga, g = scan_backward_op(ac, hc, h0c, gh, reverse, backend)
     gh0 = None
     if ctx.has_h0:
         first = -1 if reverse else 0
-        gh0 = a[first] * g[first] if a.shape[0] else torch.zeros_like(h0)
+        gh0 = ac[first] * g[first] if a.shape[0] else torch.zeros_like(h0)
     return ga, g, gh0, None, None
 
 

@@ -15,7 +15,7 @@ import torch
 
 from ._flat import Order, flat
 
-DTYPES = (torch.float32, torch.float64)
+DTYPES = (torch.float32, torch.float64, torch.complex64, torch.complex128)
 DEVICES = ("cpu",)
 
 

@@ -9,7 +9,8 @@ import torch
 
 from ._common import backward_by_reverse_scan
 
-DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.complex64,
+          torch.complex128)
 DEVICES = None  # any
 
 
