@@ -107,7 +107,6 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Benchmarks and a reproducibility harness for parallel linear "
                                             "recurrences (Martin & Cundy, ICLR 2018).",
                                 epilog="`lrbench COMMAND --help` shows a command's options.")
-    p.set_defaults(debug=False)
     p.add_argument("--version", action="version", version=f"lrbench {__version__}")
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
@@ -150,17 +149,27 @@ def _one_line(e: BaseException) -> str:
     return text
 
 
+def commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """The sub-commands' parsers, by name."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(sub.choices)
+
+
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    debug = getattr(args, "debug", False)             # given before or after the sub-command
+    if extra:                                         # reported with the sub-command's own usage
+        commands(parser)[args.cmd].error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.run(args) or 0
     except KeyboardInterrupt:
-        if args.debug:
+        if debug:
             raise
         print(f"lrbench {args.cmd}: interrupted", file=sys.stderr)
         return 130
     except Exception as e:
-        if args.debug:
+        if debug:
             raise
         print(f"lrbench {args.cmd}: error: {_one_line(e)}", file=sys.stderr)
         return 1

@@ -108,12 +108,13 @@ def _check_backend(name: str) -> None:
 
 
 def _changes(stored: dict, now: dict, path: Path) -> dict:
-    """The changeable settings that differ, as {name: [stored, now]}; Failure if a fixed one does."""
-    for k in FIXED:
-        if k in stored and stored[k] != now[k]:
-            flag = "--" + k.replace("_", "-")
-            raise Failure(f"--resume: {path} is a run with {flag} {stored[k]}, not {now[k]}; "
-                          f"resume with {flag} {stored[k]}, or start a new run elsewhere or with --overwrite")
+    """The changeable settings that differ, as {name: [stored, now]}; Failure naming both values
+    of every fixed one that differs."""
+    fixed = [k for k in FIXED if k in stored and stored[k] != now[k]]
+    if fixed:
+        show = lambda values: " ".join(f"--{k.replace('_', '-')} {values[k]}" for k in fixed)
+        raise Failure(f"--resume: {path} is a run with {show(stored)}, not {show(now)}; resume with "
+                      f"{show(stored)}, or start a new run elsewhere or with --overwrite")
     return {k: [stored.get(k), now[k]] for k in CHANGEABLE if stored.get(k) != now[k]}
 
 

@@ -142,7 +142,7 @@ def test_an_existing_run_is_kept_unless_resumed_or_moved_aside(tmp_path):
                                                  ("--seed", 0, "3"), ("--batch", 2, "3"), ("--optimizer", "adam", "sgd")])
 def test_resume_refuses_another_model_shape_or_task(tmp_path, flag, stored, value):
     train(_args(tmp_path, *TINY, "--max-steps", "2"))
-    with pytest.raises(Failure, match=f"run with {flag} {stored}, not {value}"):
+    with pytest.raises(Failure, match=f"run with {flag} {stored}, not {flag} {value}"):
         train(_args(tmp_path, *TINY, "--max-steps", "4", "--resume", flag, value))
     assert len(_metrics(tmp_path)) == 2
 
