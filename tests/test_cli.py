@@ -40,13 +40,12 @@ def test_backends_and_info(capsys):
     assert {"cpu", "torch", "numba", "commit", "gpu"} <= set(stamp)
 
 
-def test_python_m_lrbench_and_version():
-    run = lambda *a: subprocess.run([sys.executable, "-m", "lrbench", *a], capture_output=True, text=True, cwd=ROOT)
-    version = run("--version")
+def test_python_m_lrbench_and_version(capsys):
+    version = subprocess.run([sys.executable, "-m", "lrbench", "--version"], capture_output=True, text=True, cwd=ROOT)
     assert (version.returncode, version.stdout) == (0, f"lrbench {__version__}\n")
-    bare = run()
-    assert bare.returncode == 2 and bare.stderr.startswith("usage: lrbench ")
-    assert bare.stderr.splitlines()[-1] == "lrbench: error: the following arguments are required: COMMAND"
+    rc, _, err = _run([], capsys)
+    assert rc == 2 and err.startswith("usage: lrbench ")
+    assert err.splitlines()[-1] == "lrbench: error: the following arguments are required: COMMAND"
 
 
 def test_every_option_has_help_with_its_range_and_default():
@@ -88,6 +87,13 @@ def test_an_unexpected_error_names_its_type_and_points_to_debug(monkeypatch, cap
     rc, _, err = _run(["machine"], capsys)
     assert rc == 1 and err == ("lrbench machine: error: KeyError: 'missing' (run with --debug for the "
                                "traceback)\n")
+
+
+def test_an_interrupt_exits_130_in_one_line(monkeypatch, capsys):
+    def interrupted(args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cli, "_machine", interrupted)
+    assert _run(["machine"], capsys)[::2] == (130, "lrbench machine: interrupted\n")
 
 
 @pytest.mark.parametrize("text, value", [("1", 1), ("7", 7)])
