@@ -160,7 +160,7 @@ def train(args) -> dict:
     ck, ck_path, changed = _start(args, dev)
     out = Path(args.out)
     metrics_path = out / "metrics.jsonl"
-    for name in (*RUN_FILES, f"{checkpoint.PREVIOUS}.link"):
+    for name in RUN_FILES:                            # temporary files of a killed run
         atomic.remove_stale(out, name)
     torch.manual_seed(args.seed)
     model = SequenceClassifier(args.model, args.p, args.hidden, args.layers, 2, args.scan_backend,
@@ -179,11 +179,11 @@ def train(args) -> dict:
         for group in opt.param_groups:
             group["lr"] = args.lr                     # a changed learning rate takes effect now
         _truncate_metrics(metrics_path, step)
-    else:
-        metrics_path.unlink(missing_ok=True)
+    log = None
 
     def save():
-        os.fsync(log)                                 # the metrics a checkpoint claims are on disk first
+        if log is not None:
+            os.fsync(log)                             # the metrics a checkpoint claims are on disk first
         checkpoint.save(out, dict(model=model.state_dict(), optimizer=opt.state_dict(),
                                   rng=_rng_state(data_gen, dev), step=step, elapsed=time.perf_counter() - start,
                                   streak=streak, converged_at=converged_at, settings=settings(args)))
@@ -194,11 +194,11 @@ def train(args) -> dict:
     from tqdm import tqdm                             # (not even its lock when --quiet)
     bar = None if args.quiet else tqdm(total=args.max_steps, initial=step, desc=f"{args.model} T={args.T}")
     start = time.perf_counter() - elapsed
+    if ck is None:
+        save()                                        # before metrics.jsonl: a run with metrics can resume
     log = os.open(metrics_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        if ck is None:
-            save()
-        else:
+        if ck is not None:
             write(dict(step=step, event="resume", checkpoint=ck_path.name, changed=changed))
         budget = args.max_seconds if args.max_seconds is not None else float("inf")
         while step < args.max_steps and converged_at is None and time.perf_counter() - start < budget:

@@ -21,7 +21,6 @@ import argparse
 import itertools
 import math
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
