@@ -8,7 +8,7 @@ import torch
 
 from . import registry
 from .checks import check_inputs, check_out
-from .op import auto_backend, scan, scan_out_op
+from .op import auto_backend, direct, forward, scan, scan_out_op
 from .packed import check_cu_seqlens, reset_at_starts
 
 __all__ = ["linear_recurrence", "auto_backend"]
@@ -80,5 +80,9 @@ def linear_recurrence(a, x, h0=None, *, dim: int = 0, reverse: bool = False, bac
         h = h.movedim(0, dim) if dim else h
         return h.detach().numpy() if as_numpy else h
     check_out(out, a, x, h0)
-    scan_out_op(at, xt, h0, reverse, backend, out=out.movedim(dim, 0) if dim else out)
+    outt = out.movedim(dim, 0) if dim else out
+    if direct(at, xt, h0, outt):
+        forward(at, xt, h0, reverse, backend, outt)
+    else:
+        scan_out_op(at, xt, h0, reverse, backend, out=outt)
     return out_np if as_numpy else out

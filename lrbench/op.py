@@ -21,7 +21,7 @@ import math
 import torch
 from torch import Tensor
 
-from . import registry
+from . import memory, registry
 from .checks import check_backend
 from .scan._common import previous_states, shifted_gates
 
@@ -105,22 +105,27 @@ def _forward_into(a: Tensor, x: Tensor, h0: Tensor | None, reverse: bool, backen
         carry = hv[t0] if reverse else hv[t1 - 1]
 
 
+def forward(a: Tensor, x: Tensor, h0: Tensor | None, reverse: bool, backend: str,
+            out: Tensor | None = None) -> Tensor:
+    """The kernel without the dispatcher: h into ``out`` (any strides) or a fresh tensor."""
+    h = out if out is not None and out.is_contiguous() else memory.empty(x.shape, x.dtype, x.device)
+    _forward_into(a, x, h0, reverse, backend, h)
+    if out is not None and h is not out:
+        out.copy_(h)
+    return h if out is None else out
+
+
 @torch.library.custom_op("lrbench::scan", mutates_args=())
 def scan_op(a: Tensor, x: Tensor, h0: Tensor | None, reverse: bool, backend: str) -> Tensor:
     """h of ``h[t] = a[t] h[t-1] + x[t]`` over axis 0 by ``backend``."""
-    h = torch.empty(x.shape, dtype=x.dtype, device=x.device)
-    _forward_into(a, x, h0, reverse, backend, h)
-    return h
+    return forward(a, x, h0, reverse, backend)
 
 
 @torch.library.custom_op("lrbench::scan_out", mutates_args=("out",))
 def scan_out_op(a: Tensor, x: Tensor, h0: Tensor | None, reverse: bool, backend: str,
                 out: Tensor) -> None:
     """``scan`` written into ``out`` (any strides; a contiguous ``out`` is written in place)."""
-    h = out if out.is_contiguous() else torch.empty(x.shape, dtype=x.dtype, device=x.device)
-    _forward_into(a, x, h0, reverse, backend, h)
-    if h is not out:
-        out.copy_(h)
+    forward(a, x, h0, reverse, backend, out)
 
 
 @torch.library.custom_op("lrbench::scan_backward", mutates_args=())
@@ -253,8 +258,21 @@ class _Scan(torch.autograd.Function):
         return scan(a, u, th0, ctx.reverse, ctx.backend)
 
 
+def direct(*tensors) -> bool:
+    """Whether a call may skip the dispatcher and autograd: plain tensors, nothing requires grad,
+    no tracing, torch.func transform or dispatch mode active. Such a call gets the same kernel
+    without their cost (about 60 us a call, measured)."""
+    if torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active() \
+            or torch._C._len_torch_dispatch_stack() or torch._C._is_torch_function_mode_enabled():
+        return False
+    grad = torch.is_grad_enabled()
+    return all(t is None or (type(t) is Tensor and not (grad and t.requires_grad)) for t in tensors)
+
+
 def scan(a: Tensor, x: Tensor, h0: Tensor | None, reverse: bool, backend: str) -> Tensor:
     """The differentiable scan over axis 0 (reverse and forward mode, every order)."""
+    if direct(a, x, h0):
+        return forward(a, x, h0, reverse, backend)
     if torch.compiler.is_compiling():
         return scan_op(a, x, h0, reverse, backend)
     return _Scan.apply(a, x, h0, reverse, backend)
