@@ -1,4 +1,4 @@
-"""The ``lrbench`` command: bench, report, perfcheck, train, reproduce-2b, seed000, backends,
+"""The ``lrbench`` command: report, perfcheck, train, reproduce-2b, seed000, backends,
 kernels, machine, info.
 
 Conventions (those of Python's own tools): ``--help`` on the command and on each sub-command,
@@ -15,21 +15,6 @@ from pathlib import Path
 from . import __version__
 from .checkpoint import CheckpointError
 from .options import Failure, HelpFormatter, cuda_arch, writable_dir
-
-
-def _bench(args):
-    import pandas as pd
-
-    from .bench import run, speedup_table
-    out = Path(args.out)
-    writable_dir(out.parent, "--out")
-    if out.is_dir():
-        raise Failure(f"--out {out}: is a folder; give the CSV file to write")
-    df = run(quick=not args.full, out=args.out)
-    with pd.option_context("display.float_format", "{:.2f}".format, "display.width", 120):
-        print("\nspeedup over cpu-serial (higher is faster):")
-        print(speedup_table(df))
-    print(f"\nwrote {args.out}")
 
 
 def _backends(args):
@@ -116,9 +101,6 @@ def build_parser() -> argparse.ArgumentParser:
         c.set_defaults(run=run)
         return c
 
-    b = command("bench", "time the available backends over sequence lengths (the older quick harness)", _bench)
-    b.add_argument("--full", action="store_true", help="the full grid instead of the quick one")
-    b.add_argument("--out", default="results/cpu/bench.csv", help="CSV file to write (atomically)")
     command("backends", "list the backends and whether each is available here", _backends)
     k = command("kernels", "compile kernels/*.cu with NVRTC and print ptxas's register and spill report", _kernels)
     k.add_argument("--arch", action="append", type=cuda_arch,
