@@ -34,6 +34,23 @@ class FirstTouch:
             self.buf.fill_(1.0)
 
 
+class CPUGrid:
+    """Every CPU backend and auto over T x N (fp32, out=): the data ``lrbench auto-table`` turns
+    into auto's rule."""
+    params = (CPU + ["auto"], GRID_T, GRID_N)
+    param_names = ["backend", "T", "N"]
+    timeout = 300
+
+    @setup_once
+    def setup(self, backend, T, N):
+        if T * N > MAX_ELEMENTS:
+            raise NotImplementedError(f"T*N = {T * N} exceeds the CPU budget")
+        self.call = scan_call(backend, T, N, "float32", output="out")[1]
+
+    def time_scan(self, backend, T, N):
+        self.call()
+
+
 def _grid():
     return [(T, N) for N in GRID_N for T in GRID_T if T * N <= MAX_ELEMENTS]
 

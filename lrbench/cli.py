@@ -73,6 +73,16 @@ def _seed000(args):
     return run(args)
 
 
+def _auto_table(args):
+    from . import atomic
+    from .auto_rule import TABLE, build
+    text = atomic.dumps(build(args.results), indent=2) + "\n"
+    changed = not TABLE.exists() or TABLE.read_text() != text
+    if changed:
+        atomic.write_text(TABLE, text)
+    print(f"{'wrote' if changed else 'unchanged:'} {TABLE}")
+
+
 def _machine(args):
     from .machine import name
     print(name())
@@ -110,6 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--results", default="results", help="the results folder (holding asv/ and paper/)")
     command("perfcheck", "CI performance gate: same-process time ratios against thresholds", _perfcheck)
     command("machine", "print this machine's stable name for asv results", _machine)
+    t = command("auto-table", "regenerate auto's CPU rule (lrbench/auto_cpu.json) from the CPUGrid asv rows",
+                _auto_table)
+    t.add_argument("--results", default="results", help="the results folder (holding asv/ with this "
+                   "machine's rows)")
     from .seed000.experiment import parser as seed000_parser
     seed000_parser(command("seed000", "state-table training vs BPTT on problem 2b over lags", _seed000))
     from .train import parser as train_parser
