@@ -4,6 +4,7 @@ output allocated per call as theirs is): ``jax.lax.scan`` and ``jax.lax.associat
 A peer that is not installed is skipped (n/a), not failed."""
 from __future__ import annotations
 
+import os
 import sys
 
 import torch
@@ -39,6 +40,8 @@ def _jax(kind, a, x):
 
 
 def _torch_compiled(a, x):
+    if os.environ.get("CI") == "true":
+        raise NotImplementedError("torch.compile takes 30-60 s a shape here; not run on CI")
     from torch._higher_order_ops.associative_scan import associative_scan
 
     def combine(l, r):
