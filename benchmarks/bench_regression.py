@@ -15,7 +15,7 @@ CASES = [
     ("cpu-chunked", 1 << 16, 256, "out"), ("cpu-chunked", 1 << 22, 1, "grad"),
     ("auto", 1 << 4, 1, "fresh"), ("auto", 1 << 12, 4096, "fresh"), ("auto", 1 << 20, 4, "fresh"),
     ("auto", 1 << 16, 256, "fresh"), ("auto", 1 << 22, 1, "fresh"),
-    ("torch-loop", 1 << 12, 256, "fresh"), ("log-space", 1 << 16, 256, "fresh"),
+    ("torch-loop", 1 << 12, 256, "fresh"), ("log-space", 1 << 12, 256, "fresh"),
     ("cuda-scan", 1 << 20, 1, "out"), ("cuda-scan", 1 << 16, 256, "out"),
     ("cuda-scan", 1 << 24, 32, "out"), ("cuda-scan", 1 << 16, 256, "grad"),
     ("cuda-serial", 1 << 16, 256, "out"), ("cuda-paper", 1 << 20, 1, "out"),
