@@ -9,7 +9,7 @@ import torch
 from . import registry
 from .checks import check_inputs, check_out
 from .op import auto_backend, direct, forward, scan, scan_out_op
-from .packed import check_cu_seqlens, reset_at_starts
+from .packed import check_cu_seqlens, repair, reset_at_starts
 
 __all__ = ["linear_recurrence", "auto_backend"]
 
@@ -55,15 +55,18 @@ def linear_recurrence(a, x, h0=None, *, dim: int = 0, reverse: bool = False, bac
     if as_numpy != isinstance(x, np.ndarray):
         raise TypeError(f"arguments 'a' and 'x' must both be torch tensors or both numpy arrays; "
                         f"got a {type(a).__name__} and x {type(x).__name__}")
+    if isinstance(cu_seqlens, np.ndarray):
+        cu_seqlens = _from_numpy(cu_seqlens)
+    out_np = None
     if as_numpy:
-        a, x, h0, cu_seqlens = (_from_numpy(v) for v in (a, x, h0, cu_seqlens))
-        if out is not None and not isinstance(out, np.ndarray):
-            raise TypeError(f"argument 'out' must be a numpy array for numpy inputs; got "
-                            f"{type(out).__name__}")
-        out_np, out = out, (torch.from_numpy(out) if out is not None else None)
+        a, x, h0 = (_from_numpy(v) for v in (a, x, h0))
+        if out is not None:
+            out_np, out = out, _numpy_out(out)
     dim = check_inputs(a, x, h0, dim, packed=cu_seqlens is not None)
     if backend != "auto":
         registry.get(backend)                     # an unknown name fails here, before any work
+    if out is not None:
+        check_out(out, a, x, h0)
     at, xt = (t.movedim(dim, 0) if dim else t for t in (a, x))
     if cu_seqlens is not None:
         if backend == "log-space":
@@ -73,16 +76,39 @@ def linear_recurrence(a, x, h0=None, *, dim: int = 0, reverse: bool = False, bac
         if h0 is not None and h0.shape[0] != cu.numel() - 1:
             raise ValueError(f"argument 'h0' must hold one state per sequence of 'cu_seqlens' "
                              f"({cu.numel() - 1}); got {h0.shape[0]}")
+        if out is None:
+            h = repair(scan(*reset_at_starts(at, xt, h0, cu, reverse), None, reverse, backend),
+                       at, xt, h0, cu, reverse, lambda a, x, h0: scan(a, x, h0, reverse, backend))
+            h = h.movedim(0, dim) if dim else h
+            return h.detach().numpy() if as_numpy else h
+        packed = (at, xt, h0)                                 # out=: nothing requires grad
         at, xt = reset_at_starts(at, xt, h0, cu, reverse)
         h0 = None
     if out is None:
         h = scan(at, xt, h0, reverse, backend)
         h = h.movedim(0, dim) if dim else h
         return h.detach().numpy() if as_numpy else h
-    check_out(out, a, x, h0)
     outt = out.movedim(dim, 0) if dim else out
     if direct(at, xt, h0, outt):
         forward(at, xt, h0, reverse, backend, outt)
     else:
         scan_out_op(at, xt, h0, reverse, backend, out=outt)
+    if cu_seqlens is not None:
+        outt.copy_(repair(outt.clone(), *packed, cu, reverse,
+                          lambda a, x, h0: forward(a, x, h0, reverse, backend)))
+    if out_np is not None and not np.shares_memory(out_np, out.numpy()):
+        np.copyto(out_np, out.numpy())            # a byte order or strides torch cannot view
     return out_np if as_numpy else out
+
+
+def _numpy_out(out):
+    """A tensor to write a NumPy ``out`` through: its memory where torch can view it, else a
+    native scratch copied back after the call."""
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"argument 'out' must be a numpy array for numpy inputs; got "
+                        f"{type(out).__name__}")
+    if not out.flags.writeable:
+        raise ValueError("argument 'out' is a read-only numpy array; pass a writable one")
+    if out.dtype.isnative and all(s >= 0 and s % out.itemsize == 0 for s in out.strides):
+        return torch.from_numpy(out)
+    return torch.from_numpy(np.empty(out.shape, dtype=out.dtype.newbyteorder("=")))

@@ -77,11 +77,14 @@ def check_out(out, a: torch.Tensor, x: torch.Tensor, h0) -> None:
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (a, x, h0, out)):
         raise RuntimeError("argument 'out': linear_recurrence(out=...) is not differentiable, but an "
                            "input requires grad; call it without out=, or under torch.no_grad()")
-    if out.numel() == 0:
+    if any(st == 0 and n > 1 for n, st in zip(out.shape, out.stride())):
+        raise ValueError(f"argument 'out' is broadcast (stride 0, strides {out.stride()}): its "
+                         f"elements share memory; pass a tensor with memory of its own")
+    if out.numel() == 0 or torch.compiler.is_compiling():    # traced: functionalisation's job
         return
-    lo, hi = _span(out)
+    lo, hi = _span(out)                 # by address: views from NumPy have storages of their own
     for name, t in (("a", a), ("x", x), ("h0", h0)):
-        if t is None or t.numel() == 0 or t.untyped_storage().data_ptr() != out.untyped_storage().data_ptr():
+        if t is None or t.numel() == 0:
             continue
         tlo, thi = _span(t)
         if tlo <= hi and lo <= thi:

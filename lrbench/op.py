@@ -35,7 +35,8 @@ def auto_backend(T: int, N: int, dtype: torch.dtype, device: torch.device) -> st
     if device.type == "cuda":
         # cuda-scan dispatches inside itself (tiled scan, or the serial kernel where that should
         # be at least as fast); its threshold is a guess until measured on a GPU.
-        return "cuda-scan" if registry.available("cuda-scan") else "torch-loop"
+        ok = registry.available("cuda-scan") and dtype in registry.get("cuda-scan").load().DTYPES
+        return "cuda-scan" if ok else "torch-loop"
     if device.type != "cpu" or not registry.available("cpu-serial") \
             or dtype not in registry.get("cpu-serial").load().DTYPES:
         return "torch-loop"
@@ -100,7 +101,10 @@ def _forward_into(a: Tensor, x: Tensor, h0: Tensor | None, reverse: bool, backen
 def forward(a: Tensor, x: Tensor, h0: Tensor | None, reverse: bool, backend: str,
             out: Tensor | None = None) -> Tensor:
     """The kernel without the dispatcher: h into ``out`` (any strides) or a fresh tensor."""
-    h = out if out is not None and out.is_contiguous() else memory.empty(x.shape, x.dtype, x.device)
+    a, x = a.resolve_conj(), x.resolve_conj()
+    h0 = h0.resolve_conj() if h0 is not None else None
+    inplace = out is not None and out.is_contiguous() and not out.is_conj()
+    h = out if inplace else memory.empty(x.shape, x.dtype, x.device)
     _forward_into(a, x, h0, reverse, backend, h)
     if out is not None and h is not out:
         out.copy_(h)
@@ -255,7 +259,8 @@ def direct(*tensors) -> bool:
     no tracing, torch.func transform or dispatch mode active. Such a call gets the same kernel
     without their cost (about 60 us a call, measured)."""
     if torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active() \
-            or torch._C._len_torch_dispatch_stack() or torch._C._is_torch_function_mode_enabled():
+            or torch._C._len_torch_dispatch_stack() or torch._C._is_torch_function_mode_enabled() \
+            or torch.autograd.forward_ad._current_level >= 0 or torch._C._get_tracing_state():
         return False
     grad = torch.is_grad_enabled()
     return all(t is None or (type(t) is Tensor and not (grad and t.requires_grad)) for t in tensors)

@@ -62,3 +62,14 @@ def test_backends_without_complex_say_so(backend):
     a, x, h0 = _inputs(5, 2, torch.complex64)
     with pytest.raises(TypeError, match=rf"backend '{backend}' cannot take dtype torch.complex64"):
         run(backend, a, x, h0)
+
+
+def test_conjugate_views_are_read_as_values():
+    """Inputs and outputs with torch's lazy conjugate bit (``t.conj()``)."""
+    a, x, h0 = _inputs(9, 2, torch.complex128, seed=5)
+    want = run("reference", a.conj().resolve_conj(), x, h0.conj().resolve_conj())
+    for backend in ("cpu-serial", "cpu-chunked", "torch-loop"):
+        assert_close(backend, run(backend, a.conj(), x, h0.conj()), want, **TOL_COMPLEX[torch.complex128])
+    out = torch.empty_like(x).conj()
+    run("cpu-serial", a.conj(), x, h0.conj(), out=out)
+    assert_close("out with the conjugate bit", out, want, **TOL_COMPLEX[torch.complex128])

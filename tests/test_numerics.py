@@ -30,6 +30,9 @@ def _cases(dtype):
     a[:120, 0] = float("inf")
     x[:120, 0] = 0                            # inf * 0 in the serial loop too: NaN from there on
     yield "a = +inf over a zero state", a, x
+    a, x = torch.rand(T, 2, dtype=dtype), torch.zeros(T, 2, dtype=dtype)
+    a[0, 0], a[170, 1], x[200:] = float("nan"), float("nan"), 1.0
+    yield "NaN gate over a zero state", a, x     # NaN * 0: NaN from there on, first gate included
     tiny = torch.finfo(dtype).tiny
     yield "subnormals", torch.full((T, 2), 0.5, dtype=dtype), torch.full((T, 2), tiny / 4, dtype=dtype)
 
@@ -40,6 +43,8 @@ def check_finite_where_serial_is(name, h, ref, dtype):
     finite = torch.isfinite(ref)
     lost = (~torch.isfinite(h) & finite).sum().item()
     assert lost == 0, f"{name}: {lost} non-finite entries where the serial loop's are finite"
+    hidden = (~torch.isnan(h) & torch.isnan(ref)).sum().item()
+    assert hidden == 0, f"{name}: {hidden} entries not NaN where the serial loop's are NaN"
     assert_close(name, torch.where(finite, h, 0), torch.where(finite, ref, 0), **TOL[dtype])
 
 

@@ -149,3 +149,18 @@ def test_no_dynamic_import_on_the_call_path(monkeypatch):
         raise AssertionError("import_module on the call path")
     monkeypatch.setattr(importlib, "import_module", refuse)
     lrbench.linear_recurrence(a, x, h0, backend="cpu-serial")
+
+
+@pytest.mark.parametrize("backend", ["cpu-serial", "cpu-chunked", "reference"])
+def test_forward_ad_dual_tensors(backend):
+    """torch.autograd.forward_ad (not only torch.func): the tangent is carried, not dropped."""
+    a, x, h0 = (t.requires_grad_() for t in make_inputs(6, 2, torch.float64, seed=4))
+    fn = lambda a, x, h0: run(backend, a, x, h0)
+    assert torch.autograd.gradcheck(fn, (a, x, h0), check_forward_ad=True, check_backward_ad=False)
+
+
+def test_jit_trace_keeps_the_call():
+    a, x, _ = make_inputs(8, 2, torch.float64)
+    traced = torch.jit.trace(lambda a, x: run("cpu-serial", a, x, None), (a, x), check_trace=False)
+    a2, x2, _ = make_inputs(8, 2, torch.float64, seed=9)
+    assert_close("traced", traced(a2, x2), run("reference", a2, x2, None), rtol=1e-12, atol=1e-12)

@@ -65,3 +65,36 @@ def test_out_refuses_autograd():
     with torch.no_grad():
         out = lrbench.linear_recurrence(a, x, h0, out=torch.empty(8, 3))
     assert_close("out under no_grad", out, run("reference", a, x.detach(), h0), **TOL[torch.float32])
+
+
+def test_numpy_out_of_any_layout_and_overlap_across_views():
+    a, x, h0 = (t.numpy() for t in make_inputs(12, 2, torch.float64))
+    want = lrbench.linear_recurrence(a, x, h0, backend="reference")
+    for out in (np.empty((12, 2), dtype=">f8"), np.empty((12, 2))[::-1], np.empty((2, 12)).T):
+        assert lrbench.linear_recurrence(a, x, h0, out=out) is out
+        np.testing.assert_allclose(out, want, rtol=1e-12)
+    frozen = np.empty((12, 2))
+    frozen.setflags(write=False)
+    with pytest.raises(ValueError, match=r"argument 'out' is a read-only numpy array"):
+        lrbench.linear_recurrence(a, x, h0, out=frozen)
+    base = np.ones(25)                      # two views of one buffer: separate torch storages
+    with pytest.raises(ValueError, match=r"argument 'out' overlaps argument 'x' in memory"):
+        lrbench.linear_recurrence(np.full(24, 0.5), base[:24], out=base[1:])
+    with pytest.raises(ValueError, match=r"argument 'out' is broadcast \(stride 0"):
+        lrbench.linear_recurrence(torch.rand(4, 3), torch.rand(4, 3), out=torch.empty(1, 3).expand(4, 3))
+
+
+def test_out_refuses_autograd_with_packed_h0():
+    a, x, _ = make_inputs(8, 3, torch.float32)
+    h0 = torch.zeros(2, 3, requires_grad=True)
+    with pytest.raises(RuntimeError, match=r"argument 'out': .* not differentiable"):
+        lrbench.linear_recurrence(a, x, h0, cu_seqlens=torch.tensor([0, 3, 8]), out=torch.empty(8, 3))
+
+
+def test_out_under_torch_compile():
+    a, x, h0 = make_inputs(9, 3, torch.float32)
+    out = torch.empty(9, 3)
+    fn = torch.compile(lambda a, x, h0, out: lrbench.linear_recurrence(a, x, h0, backend="cpu-serial", out=out),
+                       fullgraph=True)
+    fn(a, x, h0, out)
+    assert_close("compiled out=", out, run("reference", a, x, h0), **TOL[torch.float32])

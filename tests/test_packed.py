@@ -80,3 +80,22 @@ def test_bad_cu_seqlens_names_it():
         lrbench.linear_recurrence(a, x, h0[0], cu_seqlens=torch.tensor([0, 3, 7]))
     with pytest.raises(ValueError, match=r"backend 'log-space' cannot take argument 'cu_seqlens'"):
         lrbench.linear_recurrence(a, x, backend="log-space", cu_seqlens=torch.tensor([0, 3, 7]))
+
+
+@pytest.mark.parametrize("backend", ["cpu-serial", "cpu-chunked", "torch-assoc", "reference"])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_a_non_finite_neighbour_does_not_leak(backend, reverse):
+    """A reset is a gate of 0, and 0 * inf is NaN: a sequence after an inf state is recomputed
+    alone, forward and backward."""
+    a = torch.tensor([[2.0], [2.0], [0.5], [0.5], [0.5]], dtype=torch.float64)
+    x = torch.tensor([[1.0], [float("inf")], [1.0], [1.0], [2.0]], dtype=torch.float64)
+    cu = torch.tensor([0, 2, 5])
+    if reverse:
+        a, x, cu = a.flip(0), x.flip(0), torch.tensor([0, 3, 5])
+    a.requires_grad_()
+    h = run(backend, a, x, None, reverse=reverse, cu_seqlens=cu)
+    second = slice(0, 3) if reverse else slice(2, 5)
+    alone = run("reference", a.detach()[second], x[second], None, reverse=reverse)
+    assert_close("h", h[second], alone, **TOL[torch.float64])
+    (ga,) = torch.autograd.grad(h[second].sum(), a)
+    assert torch.isfinite(ga).all() and ga[second].abs().sum() > 0, ga

@@ -23,20 +23,21 @@ else:
 
 
 def _combine(left, right):
-    """A state that is exactly 0 contributes exactly 0: the right segment's own scan (from 0) is the
-    serial loop's answer there, even when the right segment's gate product has overflowed (inf * 0
-    would make it NaN). NaN or Inf gates still poison x2, which was scanned from 0."""
-    a1, x1 = left
-    a2, x2 = right
-    return a2 * a1, torch.where(x1 == 0, x2, a2 * x1 + x2)
+    """Pairs (A, X) with F, the segment's first gate. A state of exactly 0 entering a segment whose
+    first gate is finite contributes exactly 0, so the segment's own scan from 0 is the serial
+    loop's answer there, even when its gate product overflowed (inf * 0 would make it NaN). A
+    non-finite first gate times that 0 is NaN in the serial loop, and stays NaN here."""
+    a1, x1, f1 = left
+    a2, x2, f2 = right
+    keep = (x1 == 0) & torch.isfinite(f2)
+    return a2 * a1, torch.where(keep, x2, a2 * x1 + x2), f1
 
 
 def forward(a, x, h0, reverse, out=None):
-    if h0 is not None:
-        first = -1 if reverse else 0
-        x = x.clone()
-        x[first] = x[first] + a[first] * h0
-    _, h = associative_scan(_combine, (a, x), dim=0, reverse=reverse, combine_mode="generic")
+    first = -1 if reverse else 0                 # h0 (or 0) enters as x[first] + a[first] h0,
+    x = x.clone()                                # so a NaN or inf first gate gives NaN, as serially
+    x[first] = x[first] + a[first] * (h0 if h0 is not None else torch.zeros_like(x[first]))
+    _, h, _ = associative_scan(_combine, (a, x, a), dim=0, reverse=reverse, combine_mode="generic")
     return into(h.contiguous(), out)
 
 

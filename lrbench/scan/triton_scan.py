@@ -32,13 +32,24 @@ else:
 
 if UNAVAILABLE is None:
     @triton.jit
-    def _combine(a1, h1, a2, h2):
-        # a state of exactly 0 contributes exactly 0 (no inf * 0 from an overflowed gate product)
-        return a1 * a2, tl.where(h1 == 0, h2, a2 * h1 + h2)
+    def _finite(v):
+        return (v - v) == 0                   # False for inf and NaN
 
     @triton.jit
-    def _carry_in(ca, ch, carry):
-        return tl.where(carry[None, :] == 0, ch, ch + ca * carry[None, :])
+    def _combine(a1, h1, f1, a2, h2, f2):
+        # (A, H) with F, the segment's first gate: a state of exactly 0 entering a segment whose
+        # first gate is finite contributes exactly 0 (no inf * 0 from an overflowed product); a
+        # non-finite first gate times 0 is NaN, as in the serial loop
+        return a1 * a2, tl.where((h1 == 0) & _finite(f2), h2, a2 * h1 + h2), f1
+
+    @triton.jit
+    def _carry_in(ca, ch, carry, first):
+        keep = (carry == 0) & _finite(first)
+        return tl.where(keep[None, :], ch, ch + ca * carry[None, :])
+
+    @triton.jit
+    def _first_row(v, BT: tl.constexpr):
+        return tl.sum(tl.where((tl.arange(0, BT) == 0)[:, None], v, 0.0), axis=0)
 
     @triton.jit
     def _last_row(v, BT: tl.constexpr):
@@ -63,8 +74,8 @@ if UNAVAILABLE is None:
             off = rows.to(tl.int64)[:, None] * N + cols[None, :]
             a = tl.load(A + off, mask=m, other=1.0).to(tl.float32)
             x = tl.load(X + off, mask=m, other=0.0).to(tl.float32)
-            ca, ch = tl.associative_scan((a, x), 0, _combine)
-            h = _carry_in(ca, ch, carry)
+            ca, ch, _ = tl.associative_scan((a, x, a), 0, _combine)
+            h = _carry_in(ca, ch, carry, _first_row(a, BT))
             tl.store(H + off, h.to(H.dtype.element_ty), mask=m)
             carry = _last_row(h, BT)
 
@@ -94,8 +105,8 @@ if UNAVAILABLE is None:
                          mask=valid & (u + 1 < T)[:, None], other=0.0).to(tl.float32)
             if HAS_H0:
                 hp = tl.where((u + 1 == T)[:, None], h0[None, :], hp)
-            ca, cg = tl.associative_scan((gate, gh), 0, _combine)
-            gt = _carry_in(ca, cg, g)
+            ca, cg, _ = tl.associative_scan((gate, gh, gate), 0, _combine)
+            gt = _carry_in(ca, cg, g, _first_row(gate, BT))
             tl.store(GX + off, gt.to(GX.dtype.element_ty), mask=valid)
             tl.store(GA + off, (gt * hp).to(GA.dtype.element_ty), mask=valid)
             g = _last_row(gt, BT)
