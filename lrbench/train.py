@@ -46,6 +46,10 @@ def parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/train", help="folder for metrics.jsonl and checkpoint.pt")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="of the model")
+    p.add_argument("--sequence-parallel", action="store_true",
+                   help="under torchrun: split each sequence's time axis over the ranks "
+                        "(docs/sequence-parallel.md); rank r > 0 writes to OUT/rank<r>")
     return p
 
 
@@ -65,13 +69,18 @@ def _set_rng_state(state: dict, data_gen: torch.Generator, device: torch.device)
 
 def train(args) -> dict:
     """Run (or resume) one training run; returns the summary also written to OUT/summary.json."""
-    device = torch.device(args.device)
-    out = Path(args.out)
+    device, out, run_step = torch.device(args.device), Path(args.out), _step
+    if args.sequence_parallel:
+        from .distributed.training import SequenceParallel
+        seqpar = SequenceParallel(args)                       # joins the torchrun job
+        device, out, run_step = seqpar.device, seqpar.out(out), seqpar.step
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path, metrics_path = out / "checkpoint.pt", out / "metrics.jsonl"
     torch.manual_seed(args.seed)
     model = SequenceClassifier(args.model, args.p, args.hidden, args.layers, 2, args.scan_backend,
-                               args.qrnn_k, args.surrogate, args.forget_bias).to(device)
+                               args.qrnn_k, args.surrogate, args.forget_bias).to(device, getattr(torch, args.dtype))
+    if args.sequence_parallel:
+        seqpar.attach(model)
     opt = (torch.optim.Adam if args.optimizer == "adam" else torch.optim.SGD)(model.parameters(), lr=args.lr)
     data_gen = torch.Generator(device=device).manual_seed(args.seed + 1)
     step, elapsed, streak, converged_at = 0, 0.0, 0, None
@@ -91,22 +100,20 @@ def train(args) -> dict:
         metrics_path.unlink()
 
     from tqdm import tqdm
-    bar = tqdm(total=args.max_steps, initial=step, disable=args.quiet, desc=f"{args.model} T={args.T}")
+    bar = tqdm(total=args.max_steps, initial=step, disable=args.quiet or out != Path(args.out),
+               desc=f"{args.model} T={args.T}")
     start = time.perf_counter() - elapsed
     with open(metrics_path, "a") as log:
         while step < args.max_steps and converged_at is None and time.perf_counter() - start < args.max_seconds:
             idx, sign, label = problem_2b(args.T, args.batch, args.p, data_gen, device)
-            logits = model(idx, sign)
-            loss = F.cross_entropy(logits, label)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss, acc = run_step(model, idx, sign, label)
             opt.step()
             step += 1
-            acc = (logits.argmax(-1) == label).float().mean().item()
             streak = streak + 1 if acc == 1.0 else 0
             if streak >= CONVERGED_AFTER:
                 converged_at = step
-            rec = dict(step=step, loss=loss.item(), acc=acc, seconds=time.perf_counter() - start)
+            rec = dict(step=step, loss=loss, acc=acc, seconds=time.perf_counter() - start)
             log.write(json.dumps(rec) + "\n")
             bar.update(1)
             bar.set_postfix(loss=f"{rec['loss']:.3f}", acc=f"{acc:.2f}")
@@ -121,6 +128,14 @@ def train(args) -> dict:
                    converged=converged_at is not None, converged_at=converged_at)
     atomic.write_text(out / "summary.json", json.dumps(summary, indent=1))
     return summary
+
+
+def _step(model, idx, sign, label) -> tuple[float, float]:
+    """Forward and backward of one minibatch on this process: (loss, accuracy)."""
+    logits = model(idx, sign)
+    loss = F.cross_entropy(logits, label)
+    loss.backward()
+    return loss.item(), (logits.argmax(-1) == label).float().mean().item()
 
 
 def _truncate_metrics(path: Path, step: int):
