@@ -26,6 +26,8 @@ def main(argv=None) -> int:
     from .reproduce import parser as repro_parser
     repro_parser(sub.add_parser("reproduce-2b", help="Table 3: GILR-LSTM vs LSTM over seeds"))
     sub.add_parser("info", help="print the machine stamp results carry")
+    from .distributed.bench import parser as seqpar_parser
+    seqpar_parser(sub.add_parser("seqpar-bench", help="sequence-parallel scan on 1, 2, 4 CPU ranks: time, bytes"))
     args = p.parse_args(argv)
 
     if args.cmd == "bench":
@@ -71,6 +73,9 @@ def main(argv=None) -> int:
     elif args.cmd == "seed000":
         from .seed000.experiment import main as seed000
         return seed000(["--preset", args.preset, "--out", args.out, "--jobs", str(args.jobs)])
+    elif args.cmd == "seqpar-bench":
+        from .distributed.bench import main as seqpar_bench
+        return seqpar_bench(args)
     elif args.cmd == "machine":
         from .machine import name
         print(name())

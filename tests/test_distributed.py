@@ -215,3 +215,24 @@ def test_torchrun_sequence_parallel_training_matches_one_process(tmp_path):
     assert len(ref) == len(got) == 20
     assert max(abs(p - q) for p, q in zip(ref, got)) <= 1e-6, (ref, got)
     assert _losses(sp / "rank1") == got                   # every rank logged the same losses
+
+
+# --- the benchmark and its chart ------------------------------------------------------------------
+
+def test_seqpar_bench_counts_bytes_and_report_charts_it(tmp_path):
+    from lrbench import report
+    from lrbench.cli import main
+    csv = tmp_path / "cpu" / "seqpar.csv"
+    assert main(["seqpar-bench", "--T", "1000", "--N", "4", "--ranks", "2", "--reps", "2",
+                 "--out", str(csv)]) == 0
+    import pandas as pd
+    row = pd.read_csv(csv).iloc[0]
+    assert (row.ranks, row.slice_T, row.collectives_per_call) == (2, 500, 2)
+    assert row.bytes_received_per_rank == 7 * 8 + 2 * 4 * 4            # header + (A, H) in float32
+    assert row.seconds > 0 and row.exchange_seconds > 0 and row.speedup != row.speedup  # no 1-rank row
+    written, problems = report.run(str(tmp_path))
+    names = {p.name for p in written}
+    assert {f"seqpar_{row.machine}.png", f"seqpar_{row.machine}.md"} <= names, (names, problems)
+    pd.read_csv(csv).drop(columns="speedup").to_csv(csv, index=False)
+    written, problems = report.run(str(tmp_path))
+    assert any("missing column(s) ['speedup']" in p for p in problems), problems
