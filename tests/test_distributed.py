@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -21,15 +20,10 @@ import torch.multiprocessing as mp
 import lrbench
 from conftest import TOL, make_inputs
 from lrbench.distributed import linear_recurrence, linear_recurrence_with_start, scan, traffic
+from lrbench.distributed.bench import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 FP64 = 1e-10
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _worker(rank, world, port, backend, device, job):
@@ -42,7 +36,7 @@ def _worker(rank, world, port, backend, device, job):
 
 
 def _spawn(job, world, backend="gloo", device="cpu"):
-    mp.spawn(_worker, args=(world, _free_port(), backend, device, job), nprocs=world)
+    mp.spawn(_worker, args=(world, free_port(), backend, device, job), nprocs=world)
 
 
 def _split(full: torch.Tensor, lengths, rank):
@@ -102,6 +96,8 @@ def _two_ranks(rank, world, device):
     for be in ("reference", "torch-loop", "cpu-chunked", "torch-assoc", "log-space"):
         assert _case(rank, (17, 16), (2, 3), backend=be) <= FP64, be
     assert _case(rank, (9, 4), ()) <= FP64                                 # 1-D: one channel
+    # a GPU backend, in Triton's interpreter on the CPU (conftest sets TRITON_INTERPRET=1)
+    assert _case(rank, (17, 16), (3,), dtype=torch.float32, backend="triton-scan") <= 1e-5
 
     # 16-bit: fp32 summaries; against the float64 result with the dtype's tolerance
     for dtype in (torch.float16, torch.bfloat16):
@@ -207,7 +203,7 @@ def test_torchrun_sequence_parallel_training_matches_one_process(tmp_path):
     sp = tmp_path / "sp"
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-                          "--master-port", str(_free_port()), "-m", "lrbench", "train",
+                          "--master-port", str(free_port()), "-m", "lrbench", "train",
                           "--sequence-parallel", *TRAIN, "--out", str(sp)],
                          env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]

@@ -7,7 +7,8 @@ timed calls between barriers; a call's time is the slowest rank's (all-reduce ma
 the median over calls. Alongside: the payload bytes this rank's collectives received per call
 (``lrbench.distributed.traffic``) and the median time of the summary all-gather alone (2·N values
 per rank, the exchange's latency). Each rank gets ``cores // ranks`` intra-op threads (at least 1),
-so more ranks than cores oversubscribe the machine, and the CSV says so. A point whose inputs and
+so more ranks than cores oversubscribe the machine, and the CSV says so (and the 1-minute load
+average before each point: other processes share the cores too). A point whose inputs and
 outputs (12·T·N bytes) do not fit in 70 % of the available memory is skipped with a message.
 """
 from __future__ import annotations
@@ -34,18 +35,8 @@ BYTES_PER_ELEMENT = 12                 # float32: read a and x, write h
 LATENCY_REPS = 50
 
 
-def _available_bytes() -> int:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 1 << 62
-
-
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on loopback that was free a moment ago (for a process group's rendezvous)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -95,9 +86,10 @@ def measure(T: int, ranks: int, N: int = N, reps: int = 3, backend: str = "auto"
     """One point: spawn ``ranks`` gloo processes and time the scan at (T, N) float32."""
     cores = os.cpu_count() or 1
     threads = max(1, cores // ranks)
+    load = os.getloadavg()[0]                     # other work on the machine, before this point
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "rank0.json")
-        mp.spawn(_rank_main, args=(ranks, _free_port(), T, N, reps, backend, threads, path), nprocs=ranks)
+        mp.spawn(_rank_main, args=(ranks, free_port(), T, N, reps, backend, threads, path), nprocs=ranks)
         with open(path) as f:
             r = json.load(f)
     seconds = statistics.median(r["times"])
@@ -106,7 +98,7 @@ def measure(T: int, ranks: int, N: int = N, reps: int = 3, backend: str = "auto"
                 gbps=BYTES_PER_ELEMENT * T * N / seconds / 1e9,
                 collectives_per_call=r["collectives"], bytes_received_per_rank=r["bytes_received"],
                 exchange_seconds=r["exchange_seconds"], threads_per_rank=threads, cores=cores,
-                oversubscribed=ranks * threads > cores)
+                oversubscribed=ranks > cores, load_average=load)
 
 
 def run(Ts=TS, ranks=RANKS, N: int = N, reps: int = 3, backend: str = "auto",
@@ -115,7 +107,7 @@ def run(Ts=TS, ranks=RANKS, N: int = N, reps: int = 3, backend: str = "auto",
     rows = []
     for T in Ts:
         need = BYTES_PER_ELEMENT * T * N + 4 * T * N // 2          # + a middle rank's summary scan
-        have = _available_bytes()
+        have = machine.available_memory() or 1 << 62
         if need > 0.7 * have:
             print(f"skipped T={T} N={N}: needs {need / 2**30:.1f} GiB of inputs and outputs, "
                   f"{have / 2**30:.1f} GiB available", flush=True)

@@ -52,8 +52,9 @@ def seqpar_chart(root: Path, figures: Path, tables: Path, written: list[Path], p
         fig.suptitle(f"lrbench.distributed.linear_recurrence on {machine}")
         _save(fig, figures, f"seqpar_{machine}", written, exts=("png",))
         plt.close(fig)
+        cols = ["T", "N", "ranks", "ms", "speedup", "bytes_received_per_rank", "exchange_us", "oversubscribed"]
         t = d.assign(ms=d.seconds * 1e3, exchange_us=d.exchange_seconds * 1e6)[
-            ["T", "N", "ranks", "ms", "speedup", "bytes_received_per_rank", "exchange_us", "oversubscribed"]]
+            cols + [c for c in ("load_average",) if c in d]]
         _write_text(tables / f"seqpar_{machine}.md",
                     f"# Sequence-parallel scan on {machine} (fp32 forward, gloo over loopback)\n\n"
                     f"Time of the slowest rank, median over calls; bytes: payload each rank's "

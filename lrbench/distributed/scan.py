@@ -8,7 +8,10 @@ from 0 (rank 0 scans from ``h0``, so its ``H_0`` is already its end state and no
 The ranks all-gather ``(A, H)``: 2·N values per rank. Rank r folds its predecessors in the order
 0, 1, ..., r-1 (``c = H_0``, then ``c = A_k c + H_k``), so every rank computes the same carry bits
 for the same predecessors, and re-scans its slice from ``c``. Rank 0 scans once; rank P-1 needs no
-summary, so it too scans once; the others scan twice.
+summary, so it too scans once; the others scan twice. The last rank cannot start before the
+exchange, so a call takes a middle rank's scan and product, the exchange, then a scan: with P equal
+slices about 2.3/P of one process's time for P >= 3, and no less than one process's for P = 2
+(docs/sequence-parallel.md has the model and the measurements).
 
 Backward. The same in reverse. The gradient reaching rank r's end state from later ranks is
 ``g_r = A_{r+1} g_{r+1} + G_{r+1}`` with ``G_k`` rank k's gradient with respect to its start state
