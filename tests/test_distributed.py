@@ -57,8 +57,8 @@ def _case(rank, lengths, rest, dtype=torch.float64, h0=True, backend="cpu-serial
     a, x = a.reshape(shape), x.reshape(shape)
     hz = hz.reshape(rest) if h0 else None
     g = torch.Generator().manual_seed(seed + 1)
-    gh = torch.randn(shape, generator=g, dtype=torch.float64)
-    gs = torch.randn((len(lengths), *rest), generator=g, dtype=torch.float64)
+    gh = torch.randn(shape, generator=g, dtype=torch.float64).to(device)
+    gs = torch.randn((len(lengths), *rest), generator=g, dtype=torch.float64).to(device)
     cast = lambda t: None if t is None else t.to(dtype).to(device).clone().requires_grad_()
 
     # single process, the same backend and dtype
@@ -170,15 +170,22 @@ def test_without_a_process_group_the_error_says_what_to_do():
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="NCCL needs one GPU per rank; fewer than 2 here")
-def test_nccl_two_gpus():
-    _spawn(_nccl, 2, backend="nccl")
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_nccl_one_rank_per_gpu():
+    _spawn(_on_gpus, min(torch.cuda.device_count(), 2), backend="nccl")
 
 
-def _nccl(rank, world, device):
-    torch.cuda.set_device(rank)
-    dev = torch.device("cuda", rank)
-    for lengths in [(31, 33), (0, 5), (1, 1)]:
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_gloo_two_ranks_sharing_one_gpu():
+    _spawn(_on_gpus, 2, device="cuda:0")                  # the exchange of CUDA tensors, one GPU
+
+
+def _on_gpus(rank, world, device):
+    dev = device if device.type == "cuda" else torch.device("cuda", rank)
+    torch.cuda.set_device(dev)
+    splits = {1: [(64,), (0,), (1,)], 2: [(31, 33), (0, 5), (1, 1), (1000, 24)]}[world]
+    for lengths in splits:
         for be in ("auto", "cuda-serial", "cuda-scan", "triton-scan"):
             dtype = torch.float32 if be == "triton-scan" else torch.float64
             err = _case(rank, lengths, (4,), dtype=dtype, backend=be, device=dev)
@@ -232,3 +239,18 @@ def test_seqpar_bench_counts_bytes_and_report_charts_it(tmp_path):
     pd.read_csv(csv).drop(columns="speedup").to_csv(csv, index=False)
     written, problems = report.run(str(tmp_path))
     assert any("missing column(s) ['speedup']" in p for p in problems), problems
+
+
+def test_sequence_parallel_training_refuses_what_it_cannot_do(tmp_path, monkeypatch):
+    from lrbench.train import parser, train
+    args = lambda *extra: parser().parse_args(["--sequence-parallel", "--out", str(tmp_path), "--quiet", *extra])
+    for var in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(var, raising=False)
+    with pytest.raises(ValueError, match="start the run with torchrun"):
+        train(args())
+    for var, value in (("RANK", "0"), ("WORLD_SIZE", "2"), ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "1")):
+        monkeypatch.setenv(var, value)
+    with pytest.raises(ValueError, match="--model 'qrnn' is not supported"):
+        train(args("--model", "qrnn"))
+    with pytest.raises(ValueError, match="--max-seconds"):
+        train(args("--max-seconds", "10"))
