@@ -14,6 +14,12 @@ COLUMNS = {"machine", "T", "N", "ranks", "seconds", "speedup", "bytes_received_p
            "exchange_seconds", "oversubscribed"}
 
 
+def model_bound(P: int, s: int = 12, p: int = 4) -> float:
+    """The forward's best speedup with P equal slices (docs/sequence-parallel.md): none for
+    P <= 2, ``s·P / (2s + p)`` beyond (s, p: bytes per element of a scan and of prod(a))."""
+    return 1.0 if P <= 2 else s * P / (2 * s + p)
+
+
 def _label(T: int) -> str:
     k = math.log2(T)
     return f"T = 2^{int(k)}" if k.is_integer() else f"T = {T}"
@@ -41,13 +47,15 @@ def seqpar_chart(root: Path, figures: Path, tables: Path, written: list[Path], p
             over = g[g.oversubscribed]
             right.plot(over.ranks, over.speedup, "x", ms=12, color="black")
         ranks = sorted(d.ranks.unique())
-        right.plot(ranks, ranks, color="grey", lw=0.8, ls=":", label="ideal (ranks x)")
+        right.plot(ranks, [model_bound(P) for P in ranks], color="grey", lw=0.8, ls=":",
+                   label="model bound, a core per rank")
         right.plot([], [], "x", ms=12, color="black", label="more ranks than cores")
-        left.set(xscale="log", yscale="log", xticks=ranks, xticklabels=ranks, xlabel="ranks (gloo, CPU)",
+        left.set(xscale="log", xticks=ranks, xticklabels=ranks, xlabel="ranks (gloo, CPU)",
                  ylabel="forward time (s, slowest rank)", title="sequence-parallel scan")
         right.set(xscale="log", xticks=ranks, xticklabels=ranks, xlabel="ranks (gloo, CPU)",
                   ylabel="speedup over 1 rank (x)", title="fp32 forward")
         for ax in (left, right):
+            ax.minorticks_off()
             ax.legend(fontsize=7)
         fig.suptitle(f"lrbench.distributed.linear_recurrence on {machine}")
         _save(fig, figures, f"seqpar_{machine}", written, exts=("png",))
