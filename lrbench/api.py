@@ -1,98 +1,88 @@
-"""``linear_recurrence``: the public entry point, autograd, and the ``auto`` backend rule."""
+"""``linear_recurrence``: the public entry point (NumPy in and out, any axis, ``out=``) over ``op.py``."""
 from __future__ import annotations
 
-import math
+import warnings
 
 import numpy as np
 import torch
 
 from . import registry
-from .checks import check_backend, check_inputs
+from .checks import check_inputs, check_out
+from .op import auto_backend, direct, forward, scan, scan_out_op
+from .packed import check_cu_seqlens, reset_at_starts
 
-# auto on the CPU: with few channels and a long sequence one core is latency-bound, so the chunked
-# scan wins (2.25x at N = 1, 1.5x at N = 16 and 32, T = 2^20 on 2 cores); with many channels the
-# serial scan already runs at memory bandwidth and the chunked one's second read of a and x makes
-# it slower (0.8x at N = 256). At N = 2..8 cpu-chunked is 5x slower than serial (0.18-0.2x at
-# T = 2^20; 0.97x at N = 8), a defect of its small-N tiling, so auto keeps serial there.
-AUTO_CHUNKED_MIN_T = 1 << 15
+__all__ = ["linear_recurrence", "auto_backend"]
 
 
-def _chunked_wins(N: int) -> bool:
-    return N == 1 or 16 <= N <= 128
+def _from_numpy(v):
+    """A tensor sharing v's memory where torch can (any non-negative strides), else a native copy."""
+    if v is None or isinstance(v, torch.Tensor):
+        return v
+    v = np.asarray(v)
+    if not v.dtype.isnative:
+        v = v.astype(v.dtype.newbyteorder("="))
+    if any(s < 0 or s % v.itemsize for s in v.strides):
+        v = np.ascontiguousarray(v)
+    with warnings.catch_warnings():               # read-only views (np.broadcast_to) are only read
+        warnings.filterwarnings("ignore", "The given NumPy array is not writable")
+        return torch.from_numpy(v)
 
 
-def auto_backend(T: int, N: int, dtype: torch.dtype, device: torch.device) -> str:
-    """The backend ``auto`` picks: a documented rule, no timing at call time."""
-    if device.type == "cuda":
-        # cuda-scan dispatches inside itself (tiled scan, or the serial kernel where that should
-        # be at least as fast); its threshold is a guess until measured on a GPU.
-        return "cuda-scan" if registry.available("cuda-scan") else "torch-loop"
-    if device.type != "cpu" or dtype not in (torch.float32, torch.float64):
-        return "torch-loop"
-    if not registry.available("cpu-serial"):
-        return "torch-loop"
-    if _chunked_wins(N) and T >= AUTO_CHUNKED_MIN_T:
-        return "cpu-chunked"
-    return "cpu-serial"
-
-
-class _LinearRecurrence(torch.autograd.Function):
-    """Forward and the paper's reverse-scan backward, both by the same backend, on (T, N)."""
-
-    @staticmethod
-    def forward(ctx, a, x, h0, mod, reverse):
-        h = mod.forward(a, x, h0, reverse)
-        ctx.mod, ctx.reverse, ctx.has_h0 = mod, reverse, h0 is not None
-        ctx.save_for_backward(a, h, h0)
-        return h
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, gh):
-        a, h, h0 = ctx.saved_tensors
-        ga, gx, gh0 = ctx.mod.backward(a, h, h0, gh.contiguous(), ctx.reverse)
-        return ga, gx, (gh0 if ctx.has_h0 else None), None, None
-
-
-def linear_recurrence(a, x, h0=None, *, dim: int = 0, reverse: bool = False, backend: str = "auto"):
+def linear_recurrence(a, x, h0=None, *, dim: int = 0, reverse: bool = False, backend: str = "auto",
+                      out=None, cu_seqlens=None):
     """Solve ``h[t] = a[t] * h[t-1] + x[t]`` along axis ``dim``, elementwise over every other axis.
 
     Args:
-        a: gates (decays), any shape with the time axis at ``dim``; floating point.
+        a: gates (decays), any shape with the time axis at ``dim``; floating point or complex. Any
+            strides, broadcast (stride 0) included: strided inputs are read a tile at a time.
         x: inputs, the shape, dtype and device of ``a``.
         h0: the state before the first step (``h[-1]``), shape of ``a`` without ``dim``; default 0.
+            With ``cu_seqlens``, one state per sequence: ``(B,) + that shape``.
         dim: the time axis.
         reverse: run from the end: ``h[t] = a[t] * h[t+1] + x[t]`` with ``h[T] = h0``.
         backend: a name from ``lrbench.backends()`` or ``"auto"`` (see ``auto_backend``).
+        out: a tensor (an array, for NumPy inputs) of x's shape, dtype and device to write h into;
+            returned. Not differentiable: refused when an input requires grad.
+        cu_seqlens: int64 offsets ``[0, ..., total_T]`` of B sequences packed along ``dim`` (FLA's
+            convention); each starts from its own h0 (or 0) and never sees its neighbour.
 
     Returns:
-        h, the shape and dtype of ``x``. Torch tensors in, torch tensors out (differentiable in
-        ``a``, ``x`` and ``h0``); NumPy arrays in, NumPy arrays out.
+        h, the shape and dtype of ``x``. Torch tensors in, torch tensors out, differentiable in
+        ``a``, ``x`` and ``h0`` to every order and in forward mode, traceable by ``torch.compile``
+        and ``torch.export``, batchable by ``torch.func.vmap``; NumPy arrays in, NumPy arrays out.
     """
     as_numpy = isinstance(a, np.ndarray)
     if as_numpy != isinstance(x, np.ndarray):
         raise TypeError(f"arguments 'a' and 'x' must both be torch tensors or both numpy arrays; "
                         f"got a {type(a).__name__} and x {type(x).__name__}")
     if as_numpy:
-        a, x = torch.from_numpy(a), torch.from_numpy(x)
-        h0 = torch.from_numpy(np.asarray(h0)) if isinstance(h0, np.ndarray) else h0
-    dim = check_inputs(a, x, h0, dim)
-    T = a.shape[dim]
-    rest = a.shape[:dim] + a.shape[dim + 1:]
-    N = math.prod(rest)
-    name = auto_backend(T, N, a.dtype, a.device) if backend == "auto" else backend
-    entry = registry.get(name)
-    mod = entry.load()
-    check_backend(name, mod, a)
-    if T == 0 or N == 0:
-        h = a * x                                  # empty, right shape, still in the graph
-    else:
-        a2, x2 = (t.movedim(dim, 0) if dim else t for t in (a, x))
-        a2, x2 = a2.reshape(T, N).contiguous(), x2.reshape(T, N).contiguous()
-        h02 = h0.reshape(N).contiguous() if h0 is not None else None
-        if hasattr(mod, "check"):
-            mod.check(a2, x2, h02)
-        h = _LinearRecurrence.apply(a2, x2, h02, mod, reverse)
-        h = h.reshape((T,) + tuple(rest))
+        a, x, h0, cu_seqlens = (_from_numpy(v) for v in (a, x, h0, cu_seqlens))
+        if out is not None and not isinstance(out, np.ndarray):
+            raise TypeError(f"argument 'out' must be a numpy array for numpy inputs; got "
+                            f"{type(out).__name__}")
+        out_np, out = out, (torch.from_numpy(out) if out is not None else None)
+    dim = check_inputs(a, x, h0, dim, packed=cu_seqlens is not None)
+    if backend != "auto":
+        registry.get(backend)                     # an unknown name fails here, before any work
+    at, xt = (t.movedim(dim, 0) if dim else t for t in (a, x))
+    if cu_seqlens is not None:
+        if backend == "log-space":
+            raise ValueError("backend 'log-space' cannot take argument 'cu_seqlens': a reset is a "
+                             "gate of 0 and log-space needs every gate > 0; pick another backend")
+        cu = check_cu_seqlens(cu_seqlens, at.shape[0], at.device)
+        if h0 is not None and h0.shape[0] != cu.numel() - 1:
+            raise ValueError(f"argument 'h0' must hold one state per sequence of 'cu_seqlens' "
+                             f"({cu.numel() - 1}); got {h0.shape[0]}")
+        at, xt = reset_at_starts(at, xt, h0, cu, reverse)
+        h0 = None
+    if out is None:
+        h = scan(at, xt, h0, reverse, backend)
         h = h.movedim(0, dim) if dim else h
-    return h.detach().numpy() if as_numpy else h
+        return h.detach().numpy() if as_numpy else h
+    check_out(out, a, x, h0)
+    outt = out.movedim(dim, 0) if dim else out
+    if direct(at, xt, h0, outt):
+        forward(at, xt, h0, reverse, backend, outt)
+    else:
+        scan_out_op(at, xt, h0, reverse, backend, out=outt)
+    return out_np if as_numpy else out

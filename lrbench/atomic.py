@@ -2,6 +2,8 @@
 the target. A run killed at any moment leaves the old file or the new one, never half of one."""
 from __future__ import annotations
 
+import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -30,3 +32,52 @@ def write_text(path, text: str) -> Path:
 
 def write_csv(df, path) -> Path:
     return write(path, lambda f: df.to_csv(f, index=False))
+
+
+def write_if_changed(path, data: bytes) -> bool:
+    """Write ``data`` to ``path`` atomically unless the file already holds exactly these bytes
+    (so regenerating an unchanged chart leaves the file, its date and git alone); True if written."""
+    path = Path(path)
+    try:
+        if path.read_bytes() == data:
+            return False
+    except OSError:
+        pass
+    write(path, lambda f: f.write(data))
+    return True
+
+
+def remove_stale(folder, name: str) -> None:
+    """Remove the temporary files ``write`` left beside ``folder/name`` when a run was killed mid-write."""
+    for tmp in Path(folder).glob(f".{name}.*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
+def strict(obj):
+    """``obj`` made strict JSON (RFC 8259 has no NaN or Infinity): every non-finite float becomes
+    null, and a top-level dict gains ``"nonfinite": {key path: "nan" | "inf" | "-inf"}`` saying so."""
+    notes: dict[str, str] = {}
+
+    def clean(v, where):
+        if isinstance(v, float) and not math.isfinite(v):
+            notes[where] = repr(v)
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x, f"{where}.{k}" if where else str(k)) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x, f"{where}[{i}]") for i, x in enumerate(v)]
+        return v
+
+    out = clean(obj, "")
+    if notes and isinstance(out, dict):
+        out["nonfinite"] = notes
+    return out
+
+
+def dumps(obj, **kw) -> str:
+    """``json.dumps`` of ``strict(obj)``; raises rather than ever writing NaN or Infinity."""
+    return json.dumps(strict(obj), allow_nan=False, **kw)
+
+
+def write_json(path, obj, **kw) -> Path:
+    return write_text(path, dumps(obj, **kw) + "\n")

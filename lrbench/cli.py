@@ -1,89 +1,186 @@
-"""The ``lrbench`` command: bench, report, perfcheck, train, backends, kernels, machine, info."""
+"""The ``lrbench`` command: bench, report, perfcheck, train, reproduce-2b, seed000, seqpar-bench,
+backends, kernels, machine, info.
+
+Conventions (those of Python's own tools): ``--help`` on the command and on each sub-command,
+``--version``; a bad argument ends in one line and the sub-command's usage, exit status 2
+(argparse); a run-time error in one line naming the file or value, exit status 1; an interrupt,
+exit status 130. ``--debug`` shows the traceback instead.
+"""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+from pathlib import Path
+
+from . import __version__
+from .checkpoint import CheckpointError
+from .options import Failure, HelpFormatter, cuda_arch, writable_dir
+
+
+def _bench(args):
+    import pandas as pd
+
+    from .bench import run, speedup_table
+    out = Path(args.out)
+    writable_dir(out.parent, "--out")
+    if out.is_dir():
+        raise Failure(f"--out {out}: is a folder; give the CSV file to write")
+    df = run(quick=not args.full, out=args.out)
+    with pd.option_context("display.float_format", "{:.2f}".format, "display.width", 120):
+        print("\nspeedup over cpu-serial (higher is faster):")
+        print(speedup_table(df))
+    print(f"\nwrote {args.out}")
+
+
+def _backends(args):
+    from . import backends
+    for row in backends():
+        mark = "yes" if row["available"] else f"no ({row['reason']})"
+        print(f"{row['name']:12s} {mark:40s} {row['summary']}")
+
+
+def _kernels(args):
+    from . import kernels
+    print(f"{'function':22s} {'arch':6s} {'regs':>4s} {'stack':>5s} {'spill st':>8s} "
+          f"{'spill ld':>8s} {'smem':>5s}")
+    for path in kernels.sources():
+        for arch in args.arch or kernels.ARCHS:
+            for r in kernels.compile_report(path, arch)[0]:
+                print(f"{r.function:22s} {r.arch:6s} {r.registers:4d} {r.stack_bytes:5d} "
+                      f"{r.spill_stores:8d} {r.spill_loads:8d} {r.smem_bytes:5d}")
+
+
+def _report(args):
+    from .report import NoResults, run
+    try:
+        written, problems = run(args.results)
+    except NoResults as e:
+        for p in e.problems:
+            print(f"warning: {p}", file=sys.stderr)
+        raise
+    for p in problems:
+        print(f"warning: {p}", file=sys.stderr)
+    for w in written:
+        print(f"wrote {w}")
+    if not written:
+        print("nothing changed")
+
+
+def _perfcheck(args):
+    from .perfcheck import main as perfcheck
+    return perfcheck()
+
+
+def _train(args):
+    from . import atomic
+    from .train import train
+    summary = train(args)
+    print(atomic.dumps({k: summary[k] for k in ("model", "T", "steps", "seconds", "converged")}))
+
+
+def _reproduce(args):
+    from .reproduce import run as reproduce
+    print(reproduce(args).to_string())
+
+
+def _seed000(args):
+    from .seed000.experiment import run
+    return run(args)
+
+
+def _seqpar_bench(args):
+    from .distributed.bench import main as seqpar_bench
+    return seqpar_bench(args)
+
+
+def _machine(args):
+    from .machine import name
+    print(name())
+
+
+def _info(args):
+    from . import atomic
+    from .machine import info
+    print(atomic.dumps(info(), indent=2))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="on an error, show the full traceback")
+    p = argparse.ArgumentParser(prog="lrbench", formatter_class=HelpFormatter, parents=[debug],
+                                description="Benchmarks and a reproducibility harness for parallel linear "
+                                            "recurrences (Martin & Cundy, ICLR 2018).",
+                                epilog="`lrbench COMMAND --help` shows a command's options.")
+    p.add_argument("--version", action="version", version=f"lrbench {__version__}")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+
+    def command(name, help, run):
+        c = sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".",
+                           formatter_class=HelpFormatter, parents=[debug])
+        c.set_defaults(run=run)
+        return c
+
+    b = command("bench", "time the available backends over sequence lengths (the older quick harness)", _bench)
+    b.add_argument("--full", action="store_true", help="the full grid instead of the quick one")
+    b.add_argument("--out", default="results/cpu/bench.csv", help="CSV file to write (atomically)")
+    command("backends", "list the backends and whether each is available here", _backends)
+    k = command("kernels", "compile kernels/*.cu with NVRTC and print ptxas's register and spill report", _kernels)
+    k.add_argument("--arch", action="append", type=cuda_arch,
+                   help="GPU architecture, repeatable; sm_80 and sm_90 when left out")
+    r = command("report", "regenerate charts and tables from RESULTS/asv (only changed files are written)",
+                _report)
+    r.add_argument("--results", default="results", help="the results folder (holding asv/ and paper/)")
+    command("perfcheck", "CI performance gate: same-process time ratios against thresholds", _perfcheck)
+    command("machine", "print this machine's stable name for asv results", _machine)
+    from .seed000.experiment import parser as seed000_parser
+    seed000_parser(command("seed000", "state-table training vs BPTT on problem 2b over lags", _seed000))
+    from .train import parser as train_parser
+    train_parser(command("train", "train a model on problem 2b (checkpoints, --resume, --overwrite)", _train))
+    from .reproduce import parser as repro_parser
+    repro_parser(command("reproduce-2b", "Table 3: GILR-LSTM vs LSTM on problem 2b over seeds", _reproduce))
+    command("info", "print the machine stamp results carry (JSON)", _info)
+    from .distributed.bench import parser as seqpar_parser
+    seqpar_parser(command("seqpar-bench", "time the sequence-parallel scan on 1, 2 and 4 CPU ranks (gloo) "
+                          "and count the bytes exchanged", _seqpar_bench))
+    return p
+
+
+def _one_line(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.filename and e.strerror:
+        text = f"{e.filename}: {e.strerror}"
+    else:
+        text = str(e) or type(e).__name__
+    text = " ".join(text.split())
+    if not isinstance(e, (Failure, CheckpointError, OSError)):
+        text = f"{type(e).__name__}: {text} (run with --debug for the traceback)"
+    return text
+
+
+def commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """The sub-commands' parsers, by name."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(sub.choices)
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="lrbench", description=__doc__)
-    sub = p.add_subparsers(dest="cmd", required=True)
-    b = sub.add_parser("bench", help="time the available backends over sequence lengths")
-    b.add_argument("--full", action="store_true", help="the full grid (default: quick)")
-    b.add_argument("--out", default="results/cpu/bench.csv", help="CSV to write (atomically)")
-    sub.add_parser("backends", help="list backends and whether they are available here")
-    k = sub.add_parser("kernels", help="compile kernels/*.cu with NVRTC; print ptxas's report")
-    k.add_argument("--arch", action="append", help="e.g. sm_90 (repeatable; default sm_80, sm_90)")
-    r = sub.add_parser("report", help="regenerate charts and tables from results/asv")
-    r.add_argument("--results", default="results", help="the results folder")
-    sub.add_parser("perfcheck", help="CI performance gate: same-process ratios vs thresholds")
-    sub.add_parser("machine", help="print this machine's stable name for asv results")
-    from .seed000.experiment import parser as seed000_parser
-    seed000_parser(sub.add_parser("seed000", help="state-table training vs BPTT on problem 2b over lags"))
-    from .train import parser as train_parser
-    train_parser(sub.add_parser("train", help="train a model on problem 2b (checkpoints, --resume)"))
-    from .reproduce import parser as repro_parser
-    repro_parser(sub.add_parser("reproduce-2b", help="Table 3: GILR-LSTM vs LSTM over seeds"))
-    sub.add_parser("info", help="print the machine stamp results carry")
-    from .distributed.bench import parser as seqpar_parser
-    seqpar_parser(sub.add_parser("seqpar-bench", help="sequence-parallel scan on 1, 2, 4 CPU ranks: time, bytes"))
-    args = p.parse_args(argv)
-
-    if args.cmd == "bench":
-        import pandas as pd
-
-        from .bench import run, speedup_table
-        df = run(quick=not args.full, out=args.out)
-        with pd.option_context("display.float_format", "{:.2f}".format, "display.width", 120):
-            print("\nspeedup over cpu-serial (higher is faster):")
-            print(speedup_table(df))
-        print(f"\nwrote {args.out}")
-    elif args.cmd == "backends":
-        from . import backends
-        for row in backends():
-            mark = "yes" if row["available"] else f"no ({row['reason']})"
-            print(f"{row['name']:12s} {mark:40s} {row['summary']}")
-    elif args.cmd == "kernels":
-        from . import kernels
-        print(f"{'function':22s} {'arch':6s} {'regs':>4s} {'stack':>5s} {'spill st':>8s} "
-              f"{'spill ld':>8s} {'smem':>5s}")
-        for path in kernels.sources():
-            for arch in args.arch or kernels.ARCHS:
-                for r in kernels.compile_report(path, arch)[0]:
-                    print(f"{r.function:22s} {r.arch:6s} {r.registers:4d} {r.stack_bytes:5d} "
-                          f"{r.spill_stores:8d} {r.spill_loads:8d} {r.smem_bytes:5d}")
-    elif args.cmd == "report":
-        from .report import run as report
-        written, problems = report(args.results)
-        for p in problems:
-            print(f"warning: {p}", file=sys.stderr)
-        for w in written:
-            print(f"wrote {w}")
-    elif args.cmd == "perfcheck":
-        from .perfcheck import main as perfcheck
-        return perfcheck()
-    elif args.cmd == "train":
-        from .train import train
-        summary = train(args)
-        print(json.dumps({k: summary[k] for k in ("model", "T", "steps", "seconds", "converged")}))
-    elif args.cmd == "reproduce-2b":
-        from .reproduce import run as reproduce
-        print(reproduce(args).to_string())
-    elif args.cmd == "seed000":
-        from .seed000.experiment import main as seed000
-        return seed000(["--preset", args.preset, "--out", args.out, "--jobs", str(args.jobs)])
-    elif args.cmd == "seqpar-bench":
-        from .distributed.bench import main as seqpar_bench
-        return seqpar_bench(args)
-    elif args.cmd == "machine":
-        from .machine import name
-        print(name())
-    elif args.cmd == "info":
-        from .machine import info
-        json.dump(info(), sys.stdout, indent=2)
-        print()
-    return 0
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    debug = getattr(args, "debug", False)             # given before or after the sub-command
+    if extra:                                         # reported with the sub-command's own usage
+        commands(parser)[args.cmd].error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        return args.run(args) or 0
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"lrbench {args.cmd}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        if debug:
+            raise
+        print(f"lrbench {args.cmd}: error: {_one_line(e)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -20,15 +20,9 @@ class Backend:
     summary: str
 
     def load(self):
-        """The backend's module; raises RuntimeError naming the reason when unavailable."""
-        try:
-            mod = importlib.import_module(self.module)
-        except ImportError as e:
-            raise RuntimeError(f"backend {self.name!r} is unavailable: {e}") from e
-        reason = getattr(mod, "UNAVAILABLE", None)
-        if reason:
-            raise RuntimeError(f"backend {self.name!r} is unavailable: {reason}")
-        return mod
+        """The backend's module; raises RuntimeError naming the reason when unavailable. Imported
+        once per process; later calls are a dictionary lookup."""
+        return _load(self.name, self.module)
 
     def availability(self) -> tuple[bool, str]:
         try:
@@ -36,6 +30,18 @@ class Backend:
         except RuntimeError as e:
             return False, str(e).split(": ", 1)[-1]
         return True, ""
+
+
+@functools.cache
+def _load(name: str, module: str):
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as e:
+        raise RuntimeError(f"backend {name!r} is unavailable: {e}") from e
+    reason = getattr(mod, "UNAVAILABLE", None)
+    if reason:
+        raise RuntimeError(f"backend {name!r} is unavailable: {reason}")
+    return mod
 
 
 _REGISTRY: dict[str, Backend] = {}

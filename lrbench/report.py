@@ -2,8 +2,9 @@
 
 Reads ``results/asv/<machine>/*.json`` (asv's own format) with pandas and the paper's numbers
 from ``results/paper/*.csv``; writes PNG and SVG under ``results/figures/`` and markdown under
-``results/tables/``. A missing, stale (benchmark code changed since) or corrupt file is reported
-in one line and skipped; everything else still plots.
+``results/tables/``, each only when its bytes changed (charts are byte-for-byte reproducible). A
+missing, stale (benchmark code changed since) or corrupt file is reported in one line and
+skipped; everything else still plots. No usable results at all is an error (``NoResults``).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import atomic
+from .options import Failure
 
 # (parallel, serial) pairs whose time ratio is "the speedup"; one chart panel each.
 PAIRS = [("cuda-scan", "cuda-serial"), ("cuda-paper", "cuda-serial"), ("triton-scan", "cuda-serial"),
@@ -75,11 +77,30 @@ def load(results: Path) -> tuple[pd.DataFrame, list[str]]:
     return df, problems
 
 
+# Fixed SVG ids (matplotlib hashes them with this salt) and no creation date: the same data draw
+# the same bytes, so regenerating an unchanged chart leaves the file alone.
+REPRODUCIBLE = {"svg.hashsalt": "lrbench"}
+
+
+class NoResults(Failure):
+    """The results folder is missing or holds nothing to plot; ``problems`` says what was wrong."""
+
+    def __init__(self, message: str, problems: list[str]):
+        super().__init__(message)
+        self.problems = problems
+
+
 def _save(fig, out: Path, stem: str, written: list[Path], exts=("png", "svg")):
+    """Render ``fig`` as each format and write the files whose bytes changed (listed in ``written``)."""
+    import io
+
+    import matplotlib
     for ext in exts:
-        path = out / f"{stem}.{ext}"
-        atomic.write(path, lambda f, ext=ext: fig.savefig(f, format=ext, dpi=120, bbox_inches="tight"))
-        written.append(path)
+        path, buf = out / f"{stem}.{ext}", io.BytesIO()
+        with matplotlib.rc_context(REPRODUCIBLE):
+            fig.savefig(buf, format=ext, dpi=120, bbox_inches="tight", metadata={"Date": None})
+        if atomic.write_if_changed(path, buf.getvalue()):
+            written.append(path)
 
 
 def markdown(df: pd.DataFrame) -> str:
@@ -93,7 +114,8 @@ def markdown(df: pd.DataFrame) -> str:
 
 
 def _write_text(path: Path, text: str, written: list[Path]):
-    written.append(atomic.write_text(path, text))
+    if atomic.write_if_changed(path, text.encode()):
+        written.append(path)
 
 
 def _speedups(times: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -262,9 +284,13 @@ def _paper(path: Path, problems: list[str]) -> pd.DataFrame:
 
 
 def run(results: str = "results") -> tuple[list[Path], list[str]]:
+    """(files written because their content changed, problems); NoResults when ``results`` is not
+    a folder or its asv results hold nothing usable."""
     import matplotlib
     matplotlib.use("Agg")
     root = Path(results)
+    if not root.is_dir():
+        raise NoResults(f"--results {root}: no such folder", [])
     df, problems = load(root / "asv")
     figures, tables = root / "figures", root / "tables"
     try:
@@ -278,8 +304,7 @@ def run(results: str = "results") -> tuple[list[Path], list[str]]:
     from .distributed.chart import seqpar_chart
     seqpar_chart(root, figures, tables, written, problems)
     if df.empty:
-        problems.append(f"{root / 'asv'}: no usable results; run `make bench` first")
-        return written, problems
+        raise NoResults(f"{root / 'asv'}: no usable results; run `make bench` first", problems)
     for machine, d in df.groupby("machine"):
         speedup_chart(d, machine, figures, written)
         bandwidth_chart(d, machine, figures, tables, written)

@@ -14,52 +14,57 @@ from pathlib import Path
 import pandas as pd
 
 from . import atomic
+from .checkpoint import NAME as CHECKPOINT
+from .models import MODELS
+from .options import FINITE, NONNEGATIVE_INT, POSITIVE, POSITIVE_INT, device, writable_dir
+from .options import parser as new_parser
 from .report import markdown
 from .train import parser as train_parser
 from .train import train
 
 
 def parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    p = p or argparse.ArgumentParser(prog="lrbench reproduce-2b")
-    p.add_argument("--models", nargs="+", default=["gilr-lstm", "lstm"])
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--T", type=int, default=1024)
-    p.add_argument("--hidden", type=int, default=64)
-    p.add_argument("--layers", type=int, default=2)
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--forget-bias", type=float, default=8.0,
+    p = p or new_parser("lrbench reproduce-2b", "Table 3: GILR-LSTM vs LSTM on problem 2b over seeds.")
+    p.add_argument("--models", nargs="+", choices=MODELS, default=["gilr-lstm", "lstm"], metavar="MODEL",
+                   help=f"models to train, each a `lrbench train --model` ({', '.join(MODELS)})")
+    p.add_argument("--seeds", type=NONNEGATIVE_INT, nargs="+", default=[0, 1, 2], metavar="SEED",
+                   help="one run per model and seed")
+    p.add_argument("--T", type=POSITIVE_INT, default=1024, help="sequence length (steps)")
+    p.add_argument("--hidden", type=POSITIVE_INT, default=64, help="units per layer")
+    p.add_argument("--layers", type=POSITIVE_INT, default=2, help="recurrent layers")
+    p.add_argument("--batch", type=POSITIVE_INT, default=16, help="sequences per minibatch")
+    p.add_argument("--lr", type=POSITIVE, default=3e-3, help="learning rate")
+    p.add_argument("--forget-bias", type=FINITE, default=8.0,
                    help="initial forget-gate bias of both models (the paper's code: 5; see results/repro)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--max-steps", type=int, default=3000)
-    p.add_argument("--max-seconds", type=float, default=600.0, help="per run")
-    p.add_argument("--runs", default="runs/repro", help="folder of the individual runs")
-    p.add_argument("--results", default="results/repro", help="folder for the CSV and table")
+    p.add_argument("--device", type=device, default="cpu", help="torch device: cpu, cuda or cuda:<index>")
+    p.add_argument("--max-steps", type=POSITIVE_INT, default=3000, help="step budget per run")
+    p.add_argument("--max-seconds", type=POSITIVE, default=600.0, help="wall-clock budget per run, in seconds")
+    p.add_argument("--runs", default="runs/repro", help="folder of the individual runs (kept; re-running continues them)")
+    p.add_argument("--results", default="results/repro", help="folder for the CSV and the markdown table")
     return p
 
 
 def run(args) -> pd.DataFrame:
+    runs, results = writable_dir(args.runs, "--runs"), writable_dir(args.results, "--results")
     rows = []
     for model in args.models:
         for seed in args.seeds:
-            out = Path(args.runs) / f"{model}-T{args.T}-h{args.hidden}-fb{args.forget_bias:g}-lr{args.lr:g}-seed{seed}"
+            out = runs / f"{model}-T{args.T}-h{args.hidden}-fb{args.forget_bias:g}-lr{args.lr:g}-seed{seed}"
             done = out / "summary.json"
             if done.exists():
                 summary = json.loads(done.read_text())
             else:
-                targs = train_parser().parse_args([
-                    "--model", model, "--T", str(args.T), "--hidden", str(args.hidden),
-                    "--layers", str(args.layers), "--batch", str(args.batch), "--lr", str(args.lr),
-                    "--forget-bias", str(args.forget_bias),
-                    "--seed", str(seed), "--device", args.device, "--max-steps", str(args.max_steps),
-                    "--max-seconds", str(args.max_seconds), "--out", str(out), "--quiet"]
-                    + (["--resume"] if (out / "checkpoint.pt").exists() else []))
+                targs = train_parser().parse_args(["--out", str(out), "--quiet"])     # the defaults
+                vars(targs).update(model=model, T=args.T, hidden=args.hidden, layers=args.layers, batch=args.batch,
+                                   lr=args.lr, forget_bias=args.forget_bias, seed=seed, device=args.device,
+                                   max_steps=args.max_steps, max_seconds=args.max_seconds,
+                                   resume=(out / CHECKPOINT).exists())
                 summary = train(targs)
             print(f"{model} seed {seed}: {summary['steps']} steps, {summary['seconds']:.0f} s, "
                   f"{'converged' if summary['converged'] else 'not converged'}", flush=True)
             rows.append({k: summary[k] for k in ("model", "T", "hidden", "layers", "batch", "lr", "forget_bias",
                                                   "seed", "device", "steps", "seconds", "converged")})
-            write(pd.DataFrame(rows), Path(args.results))
+            write(pd.DataFrame(rows), results)
     return pd.DataFrame(rows)
 
 

@@ -1,52 +1,83 @@
-"""``lrbench train``: problem 2b with any model; metrics as JSONL, atomic checkpoints, --resume.
+"""``lrbench train``: problem 2b with any model; metrics as JSONL, checked checkpoints, --resume.
 
 Converged = the paper's criterion: ``CONVERGED_AFTER`` consecutive minibatches at 100 % accuracy.
-A checkpoint (model, optimiser, every RNG, data generator, step, elapsed time, streak) is written
-every ``--checkpoint-every`` steps to a temporary file and renamed over the old one, so a run
-killed at any moment resumes from its last checkpoint with ``--resume`` and continues exactly.
+
+Nothing is lost:
+- a checkpoint (model, optimiser, every RNG, step, elapsed time, streak, settings) is written at
+  step 0 and every ``--checkpoint-every`` steps (``lrbench.checkpoint``: SHA-256, loaded with
+  ``weights_only=True``, the previous good one kept), so a run killed at any moment resumes with
+  ``--resume``, from the previous checkpoint if the newest is damaged, and continues exactly;
+- each metrics line is one ``write`` on an append-only file and the file is synced before every
+  checkpoint, so a kill leaves no torn line; resuming drops the lines after the checkpoint (they
+  are redone), so no step appears twice;
+- ``--out`` into a folder that holds a run is refused unless ``--resume`` continues it or
+  ``--overwrite`` moves its files into ``OUT/overwritten-<k>/``;
+- ``--resume`` refuses a changed model, shape, task or seed (``FIXED``), naming both values, and
+  applies a changed learning rate, step or time budget (``CHANGEABLE``), recorded in
+  ``metrics.jsonl`` as ``{"step": s, "event": "resume", "changed": {...}}`` at the step ``s``
+  after which it took effect.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from . import atomic
+from . import atomic, checkpoint
 from .models import MODELS, SequenceClassifier
 from .models.layers import FORGET_BIAS
+from .options import FINITE, NONNEGATIVE_INT, POSITIVE, POSITIVE_INT, Failure, device, writable_dir
+from .options import parser as new_parser
 from .tasks import problem_2b
 
 CONVERGED_AFTER = 5
+# What a run is: a resume with any of these changed is refused.
+FIXED = ("model", "T", "p", "hidden", "layers", "batch", "optimizer", "seed", "device", "surrogate",
+         "qrnn_k", "forget_bias", "dtype")
+# What may change when resuming: applied from the resume on, and recorded in metrics.jsonl.
+CHANGEABLE = ("lr", "max_steps", "max_seconds", "checkpoint_every", "scan_backend")
+RUN_FILES = ("metrics.jsonl", "summary.json", checkpoint.NAME, checkpoint.PREVIOUS)
 
 
 def parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    p = p or argparse.ArgumentParser(prog="lrbench train")
-    p.add_argument("--model", choices=MODELS, default="gilr-lstm")
-    p.add_argument("--T", type=int, default=1024, help="sequence length")
-    p.add_argument("--p", type=int, default=128, help="alphabet size (one-hot dimensions)")
-    p.add_argument("--hidden", type=int, default=64)
-    p.add_argument("--layers", type=int, default=2)
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--scan-backend", default="auto")
-    p.add_argument("--surrogate", choices=["previous", "current"], default="previous")
-    p.add_argument("--qrnn-k", type=int, default=2)
-    p.add_argument("--forget-bias", type=float, default=FORGET_BIAS,
+    from .registry import names
+    p = p or new_parser("lrbench train", "Train a model on problem 2b, with checkpoints and --resume.")
+    p.add_argument("--model", choices=MODELS, default="gilr-lstm", help="the recurrent layers")
+    p.add_argument("--T", type=POSITIVE_INT, default=1024, help="sequence length (steps)")
+    p.add_argument("--p", type=POSITIVE_INT, default=128, help="alphabet size (one-hot dimensions)")
+    p.add_argument("--hidden", type=POSITIVE_INT, default=64, help="units per layer")
+    p.add_argument("--layers", type=POSITIVE_INT, default=2, help="recurrent layers")
+    p.add_argument("--batch", type=POSITIVE_INT, default=8, help="sequences per minibatch")
+    p.add_argument("--lr", type=POSITIVE, default=3e-3, help="learning rate")
+    p.add_argument("--optimizer", choices=["adam", "sgd"], default="adam", help="the optimiser")
+    p.add_argument("--seed", type=NONNEGATIVE_INT, default=0, help="seed of the weights (data: seed + 1)")
+    p.add_argument("--device", type=device, default="cpu", help="torch device: cpu, cuda or cuda:<index>")
+    p.add_argument("--scan-backend", choices=["auto", *names()], default="auto", metavar="NAME",
+                   help="the linear recurrence's backend (see `lrbench backends`)")
+    p.add_argument("--surrogate", choices=["previous", "current"], default="previous",
+                   help="GILR-LSTM gates see h~ of the previous step (the paper's equations) or the current one (its code)")
+    p.add_argument("--qrnn-k", type=POSITIVE_INT, default=2, help="QRNN window (taps)")
+    p.add_argument("--forget-bias", type=FINITE, default=FORGET_BIAS,
                    help="initial bias of every forget gate, the LSTM's included (paper's code: 5)")
-    p.add_argument("--max-steps", type=int, default=10000)
-    p.add_argument("--max-seconds", type=float, default=float("inf"))
-    p.add_argument("--checkpoint-every", type=int, default=50)
-    p.add_argument("--out", default="runs/train", help="folder for metrics.jsonl and checkpoint.pt")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--max-steps", type=POSITIVE_INT, default=10000, help="step budget (optimiser steps)")
+    p.add_argument("--max-seconds", type=POSITIVE, default=None,
+                   help="wall-clock budget in seconds, resumed runs included; none when left out")
+    p.add_argument("--checkpoint-every", type=POSITIVE_INT, default=50, help="steps between checkpoints")
+    p.add_argument("--out", default="runs/train", help="folder for metrics.jsonl, summary.json and checkpoints")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true",
+                       help="continue the run in OUT from its newest good checkpoint")
+    again.add_argument("--overwrite", action="store_true",
+                       help="start afresh in OUT, moving an earlier run's files into OUT/overwritten-<k>/")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="of the model")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32",
+                   help="dtype of the weights and activations")
     p.add_argument("--sequence-parallel", action="store_true",
                    help="under torchrun: split each sequence's time axis over the ranks "
                         "(docs/sequence-parallel.md); rank r > 0 writes to OUT/rank<r>")
@@ -67,45 +98,124 @@ def _set_rng_state(state: dict, data_gen: torch.Generator, device: torch.device)
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
+def settings(args) -> dict:
+    """What a checkpoint and summary.json record of the command line (plain values only)."""
+    return {k: getattr(args, k) for k in (*FIXED, *CHANGEABLE)}
+
+
+def _check_backend(name: str) -> None:
+    if name == "auto":
+        return
+    from .registry import get
+    ok, why = get(name).availability()
+    if not ok:
+        raise Failure(f"--scan-backend {name}: unavailable on this machine ({why})")
+
+
+def _changes(stored: dict, now: dict, path: Path) -> dict:
+    """The changeable settings that differ, as {name: [stored, now]}; Failure naming both values
+    of every fixed one that differs."""
+    fixed = [k for k in FIXED if k in stored and stored[k] != now[k]]
+    if fixed:
+        show = lambda values: " ".join(f"--{k.replace('_', '-')} {values[k]}" for k in fixed)
+        raise Failure(f"--resume: {path} is a run with {show(stored)}, not {show(now)}; resume with "
+                      f"{show(stored)}, or start a new run elsewhere or with --overwrite")
+    return {k: [stored.get(k), now[k]] for k in CHANGEABLE if stored.get(k) != now[k]}
+
+
+def _move_aside(out: Path, present: list[str]) -> Path:
+    k = 1
+    while (out / f"overwritten-{k}").exists():
+        k += 1
+    dest = out / f"overwritten-{k}"
+    dest.mkdir()
+    for name in present:
+        os.replace(out / name, dest / name)
+    return dest
+
+
+def _start(args, device):
+    """Check the output folder and, with --resume, the checkpoint against the command line: all
+    before anything is written. Returns (checkpoint state or None, its path, changed settings)."""
+    out = Path(args.out)
+    present = [n for n in RUN_FILES if (out / n).exists()]
+    if args.resume:
+        if not present:
+            raise Failure(f"--resume: no checkpoint in {out} (no run there to continue)")
+        try:
+            ck, path, skipped = checkpoint.load_newest(out, device)
+        except checkpoint.CheckpointError as e:
+            raise Failure(f"--resume: {e}") from None
+        for why in skipped:
+            print(f"warning: {why}; resuming from {path.name} (step {ck['step']})", file=sys.stderr)
+        return ck, path, _changes(ck.get("settings", {}), settings(args), path)
+    if present and not getattr(args, "overwrite", False):
+        raise Failure(f"--out {out} already holds a run ({', '.join(present)}); add --resume to continue it "
+                      f"or --overwrite to start afresh (the old files are moved to {out}/overwritten-<k>/)")
+    writable_dir(out, "--out")
+    if present:
+        print(f"moved the earlier run's files to {_move_aside(out, present)}", file=sys.stderr)
+    return None, None, {}
+
+
 def train(args) -> dict:
     """Run (or resume) one training run; returns the summary also written to OUT/summary.json."""
-    device, out, run_step = torch.device(args.device), Path(args.out), _step
+    dev, run_step = torch.device(args.device), _step
     if args.sequence_parallel:
         from .distributed.training import SequenceParallel
         seqpar = SequenceParallel(args)                       # joins the torchrun job
-        device, out, run_step = seqpar.device, seqpar.out(out), seqpar.step
-    out.mkdir(parents=True, exist_ok=True)
-    ckpt_path, metrics_path = out / "checkpoint.pt", out / "metrics.jsonl"
+        dev, run_step = seqpar.device, seqpar.step
+        args = argparse.Namespace(**{**vars(args), "out": str(seqpar.out(Path(args.out))),
+                                     "quiet": args.quiet or seqpar.rank > 0})
+    _check_backend(args.scan_backend)
+    ck, ck_path, changed = _start(args, dev)
+    out = Path(args.out)
+    metrics_path = out / "metrics.jsonl"
+    for name in RUN_FILES:                            # temporary files of a killed run
+        atomic.remove_stale(out, name)
     torch.manual_seed(args.seed)
     model = SequenceClassifier(args.model, args.p, args.hidden, args.layers, 2, args.scan_backend,
-                               args.qrnn_k, args.surrogate, args.forget_bias).to(device, getattr(torch, args.dtype))
+                               args.qrnn_k, args.surrogate, args.forget_bias).to(dev, getattr(torch, args.dtype))
     if args.sequence_parallel:
         seqpar.attach(model)
     opt = (torch.optim.Adam if args.optimizer == "adam" else torch.optim.SGD)(model.parameters(), lr=args.lr)
-    data_gen = torch.Generator(device=device).manual_seed(args.seed + 1)
+    data_gen = torch.Generator(device=dev).manual_seed(args.seed + 1)
     step, elapsed, streak, converged_at = 0, 0.0, 0, None
-    if args.resume:
-        if not ckpt_path.exists():
-            raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
-        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if ck["args"]["model"] != args.model or ck["args"]["T"] != args.T:
-            raise ValueError(f"--resume: {ckpt_path} is a {ck['args']['model']} run at T={ck['args']['T']}, "
-                             f"not {args.model} at T={args.T}")
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        _set_rng_state(ck["rng"], data_gen, device)
-        step, elapsed, streak, converged_at = ck["step"], ck["elapsed"], ck["streak"], ck["converged_at"]
+    if ck is not None:
+        try:
+            model.load_state_dict(ck["model"])
+            opt.load_state_dict(ck["optimizer"])
+            _set_rng_state(ck["rng"], data_gen, dev)
+            step, elapsed, streak, converged_at = ck["step"], ck["elapsed"], ck["streak"], ck["converged_at"]
+        except (KeyError, RuntimeError, ValueError, TypeError) as e:
+            raise Failure(f"--resume: {ck_path} does not fit this model ({str(e).splitlines()[0]})") from None
+        for group in opt.param_groups:
+            group["lr"] = args.lr                     # a changed learning rate takes effect now
         _truncate_metrics(metrics_path, step)
-    elif metrics_path.exists():
-        metrics_path.unlink()
+    log = None
 
-    from tqdm import tqdm
-    bar = tqdm(total=args.max_steps, initial=step, disable=args.quiet or out != Path(args.out),
-               desc=f"{args.model} T={args.T}")
+    def save():
+        if log is not None:
+            os.fsync(log)                             # the metrics a checkpoint claims are on disk first
+        checkpoint.save(out, dict(model=model.state_dict(), optimizer=opt.state_dict(),
+                                  rng=_rng_state(data_gen, dev), step=step, elapsed=time.perf_counter() - start,
+                                  streak=streak, converged_at=converged_at, settings=settings(args)))
+
+    def write(record):
+        os.write(log, (atomic.dumps(record) + "\n").encode())      # one write: a kill cannot tear it
+
+    from tqdm import tqdm                             # (not even its lock when --quiet)
+    bar = None if args.quiet else tqdm(total=args.max_steps, initial=step, desc=f"{args.model} T={args.T}")
     start = time.perf_counter() - elapsed
-    with open(metrics_path, "a") as log:
-        while step < args.max_steps and converged_at is None and time.perf_counter() - start < args.max_seconds:
-            idx, sign, label = problem_2b(args.T, args.batch, args.p, data_gen, device)
+    if ck is None:
+        save()                                        # before metrics.jsonl: a run with metrics can resume
+    log = os.open(metrics_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        if ck is not None:
+            write(dict(step=step, event="resume", checkpoint=ck_path.name, changed=changed))
+        budget = args.max_seconds if args.max_seconds is not None else float("inf")
+        while step < args.max_steps and converged_at is None and time.perf_counter() - start < budget:
+            idx, sign, label = problem_2b(args.T, args.batch, args.p, data_gen, dev)
             opt.zero_grad(set_to_none=True)
             loss, acc = run_step(model, idx, sign, label)
             opt.step()
@@ -114,19 +224,21 @@ def train(args) -> dict:
             if streak >= CONVERGED_AFTER:
                 converged_at = step
             rec = dict(step=step, loss=loss, acc=acc, seconds=time.perf_counter() - start)
-            log.write(json.dumps(rec) + "\n")
-            bar.update(1)
-            bar.set_postfix(loss=f"{rec['loss']:.3f}", acc=f"{acc:.2f}")
+            write(rec)
+            if bar:
+                bar.update(1)
+                bar.set_postfix(loss=f"{rec['loss']:.3f}", acc=f"{acc:.2f}")
             if step % args.checkpoint_every == 0 or converged_at is not None:
-                log.flush()
-                atomic.write(ckpt_path, lambda f: torch.save(dict(model=model.state_dict(), optimizer=opt.state_dict(),
-                                  rng=_rng_state(data_gen, device), step=step,
-                                  elapsed=time.perf_counter() - start, streak=streak,
-                                  converged_at=converged_at, args=vars(args)), f))
-    bar.close()
-    summary = dict(vars(args), steps=step, seconds=time.perf_counter() - start,
+                save()
+        if step % args.checkpoint_every and converged_at is None:
+            save()                                    # a budget ended the run between checkpoints
+    finally:
+        os.close(log)
+        if bar:
+            bar.close()
+    summary = dict(settings(args), out=str(out), steps=step, seconds=time.perf_counter() - start,
                    converged=converged_at is not None, converged_at=converged_at)
-    atomic.write_text(out / "summary.json", json.dumps(summary, indent=1))
+    atomic.write_json(out / "summary.json", summary, indent=1)
     return summary
 
 
@@ -139,14 +251,16 @@ def _step(model, idx, sign, label) -> tuple[float, float]:
 
 
 def _truncate_metrics(path: Path, step: int):
-    """Drop metric lines written after the checkpoint we resume from (they will be redone)."""
+    """Keep what the checkpoint at ``step`` covers: metric lines up to ``step`` and events before
+    it (later ones are redone); a line that does not parse (from a crash of an older lrbench) goes too."""
     if not path.exists():
         return
     keep = []
     for line in path.read_text().splitlines():
         try:
-            if json.loads(line)["step"] <= step:
+            rec = json.loads(line)
+            if rec["step"] < step or (rec["step"] == step and "event" not in rec):
                 keep.append(line)
-        except (ValueError, KeyError):
-            pass                                      # a line torn by the kill
+        except (ValueError, KeyError, TypeError):
+            pass
     atomic.write_text(path, "".join(line + "\n" for line in keep))

@@ -14,7 +14,7 @@ BAD_INPUTS = [
     (torch.rand(5, 3), torch.rand(5, 3), torch.rand(4), {}, ValueError, r"'h0' must have the shape of 'a' without the time axis dim=0, \(3,\); got \(4,\)"),
     (torch.rand(5, 3), torch.rand(5, 3), torch.rand(5), {"dim": 1}, None, None),
     (torch.rand(5, 3), torch.rand(5, 3), torch.rand(3), {"dim": 1}, ValueError, r"dim=1, \(5,\); got \(3,\)"),
-    (torch.ones(5, 3, dtype=torch.int64), torch.ones(5, 3, dtype=torch.int64), None, {}, TypeError, r"'a' must be a floating-point tensor; got shape \(5, 3\), dtype torch.int64"),
+    (torch.ones(5, 3, dtype=torch.int64), torch.ones(5, 3, dtype=torch.int64), None, {}, TypeError, r"'a' must be a floating-point or complex tensor; got shape \(5, 3\), dtype torch.int64"),
     (torch.rand(5, 3), torch.rand(5, 3, dtype=torch.float64), None, {}, TypeError, r"'a' and 'x' must have the same dtype; got a torch.float32 and x torch.float64"),
     (torch.rand(5, 3), torch.rand(5, 3), torch.rand(3, dtype=torch.float64), {}, TypeError, r"'a' and 'h0' must have the same dtype"),
     (torch.rand(5, 3), torch.rand(5, 3, device="meta"), None, {}, ValueError, r"same device; got a on cpu and x on meta"),

@@ -45,41 +45,48 @@ def _split(full: torch.Tensor, lengths, rank):
 
 
 def _case(rank, lengths, rest, dtype=torch.float64, h0=True, backend="cpu-serial", device="cpu", seed=0):
-    """Max |distributed - single process| over h, start, ga, gx and gh0 on this rank, in float64.
+    """Max |distributed - single process| over h, start, ga, gx and gh0 on this rank, in float64
+    (complex128 for complex dtypes: gates with a phase, inputs with an imaginary part).
 
     ``start`` is checked against h one step before the slice (h0 on rank 0), and gets a gradient
     of its own, so the backward's extra input is exercised too."""
     T, N = sum(lengths), 1
     for d in rest:
         N *= d
+    base = torch.complex128 if dtype.is_complex else torch.float64
     a, x, hz = make_inputs(T, N, torch.float64, seed=seed, h0=h0)
+    g = torch.Generator().manual_seed(seed + 1)
+    if dtype.is_complex:
+        turn = lambda t: torch.exp(2j * torch.pi * torch.rand(t.shape, generator=g, dtype=torch.float64))
+        a, x = a * turn(a), x * turn(x)
+        hz = hz * turn(hz) if h0 else None
     shape = (T, *rest)
     a, x = a.reshape(shape), x.reshape(shape)
     hz = hz.reshape(rest) if h0 else None
-    g = torch.Generator().manual_seed(seed + 1)
-    gh = torch.randn(shape, generator=g, dtype=torch.float64).to(device)
-    gs = torch.randn((len(lengths), *rest), generator=g, dtype=torch.float64).to(device)
+    gh = torch.randn(shape, generator=g, dtype=base).to(device)
+    gs = torch.randn((len(lengths), *rest), generator=g, dtype=base).to(device)
     cast = lambda t: None if t is None else t.to(dtype).to(device).clone().requires_grad_()
+    dot = lambda p, q: (p.to(base) * q.conj()).real.sum()            # a real loss, complex or not
 
     # single process, the same backend and dtype
     A, X, H0 = cast(a), cast(x), cast(hz)
     h = lrbench.linear_recurrence(A, X, H0, backend=backend)
     before = torch.cat([(H0 if h0 else torch.zeros(rest, dtype=dtype, device=device))[None], h])
     starts = before[[sum(lengths[:r]) for r in range(len(lengths))]]    # h one step before each slice
-    ((h.double() * gh).sum() + (starts.double() * gs).sum()).backward()
+    (dot(h, gh) + dot(starts, gs)).backward()
 
     # sequence parallel
     a_r, x_r = cast(_split(a, lengths, rank)), cast(_split(x, lengths, rank))
     h0_r = cast(hz) if rank == 0 else None
     h_r, s_r = linear_recurrence_with_start(a_r, x_r, h0_r, backend=backend)
-    ((h_r.double() * _split(gh, lengths, rank)).sum() + (s_r.double() * gs[rank]).sum()).backward()
+    (dot(h_r, _split(gh, lengths, rank)) + dot(s_r, gs[rank])).backward()
 
     pairs = [(h_r, _split(h, lengths, rank)), (s_r, starts[rank]),
              (a_r.grad, _split(A.grad, lengths, rank)), (x_r.grad, _split(X.grad, lengths, rank))]
     if rank == 0 and h0:
         pairs.append((h0_r.grad, H0.grad))
-    return max(((p.detach().double() - q.detach().double()).abs().max().item() if q.numel() else 0.0)
-                for p, q in pairs)
+    return max(((p.detach().to(base) - q.detach().to(base)).abs().max().item() if q.numel() else 0.0)
+               for p, q in pairs)
 
 
 def _expect(fn, exc, match):
@@ -98,6 +105,12 @@ def _two_ranks(rank, world, device):
     assert _case(rank, (9, 4), ()) <= FP64                                 # 1-D: one channel
     # a GPU backend, in Triton's interpreter on the CPU (conftest sets TRITON_INTERPRET=1)
     assert _case(rank, (17, 16), (3,), dtype=torch.float32, backend="triton-scan") <= 1e-5
+
+    # complex gates (LRU/S5): the backward folds with conj(A), torch's convention
+    for dtype, be, lengths in ((torch.complex128, "cpu-serial", (13, 20)), (torch.complex128, "torch-loop", (13, 0)),
+                               (torch.complex64, "auto", (7, 30))):
+        err = _case(rank, lengths, (2,), dtype=dtype, backend=be)
+        assert err <= (FP64 if dtype == torch.complex128 else 1e-5), (dtype, be, err)
 
     # 16-bit: fp32 summaries; against the float64 result with the dtype's tolerance
     for dtype in (torch.float16, torch.bfloat16):
@@ -153,6 +166,8 @@ def _three_ranks(rank, world, device):
             err = _case(rank, lengths, (4,), h0=h0, device=device, backend="auto")
             assert err <= FP64, (lengths, h0, err)
     assert _case(rank, (0, 0, 0), (4,)) <= FP64                          # nothing to scan anywhere
+    for lengths in [(5, 7, 6), (5, 0, 6)]:                  # a middle rank's A enters the backward
+        assert _case(rank, lengths, (2,), dtype=torch.complex128) <= FP64, lengths
 
 
 def test_two_ranks_gloo_forward_backward_errors():
@@ -233,24 +248,28 @@ def test_seqpar_bench_counts_bytes_and_report_charts_it(tmp_path):
     assert (row.ranks, row.slice_T, row.collectives_per_call) == (2, 500, 2)
     assert row.bytes_received_per_rank == 7 * 8 + 2 * 4 * 4            # header + (A, H) in float32
     assert row.seconds > 0 and row.exchange_seconds > 0 and row.speedup != row.speedup  # no 1-rank row
-    written, problems = report.run(str(tmp_path))
-    names = {p.name for p in written}
-    assert {f"seqpar_{row.machine}.png", f"seqpar_{row.machine}.md"} <= names, (names, problems)
+    with pytest.raises(report.NoResults) as no_asv:           # (no asv results in this folder)
+        report.run(str(tmp_path))
+    for path in (f"figures/seqpar_{row.machine}.png", f"figures/seqpar_{row.machine}.svg",
+                 f"tables/seqpar_{row.machine}.md"):
+        assert (tmp_path / path).stat().st_size > 0, (path, no_asv.value.problems)
     pd.read_csv(csv).drop(columns="speedup").to_csv(csv, index=False)
-    written, problems = report.run(str(tmp_path))
-    assert any("missing column(s) ['speedup']" in p for p in problems), problems
+    with pytest.raises(report.NoResults) as no_asv:
+        report.run(str(tmp_path))
+    assert any("missing column(s) ['speedup']" in p for p in no_asv.value.problems), no_asv.value.problems
 
 
 def test_sequence_parallel_training_refuses_what_it_cannot_do(tmp_path, monkeypatch):
+    from lrbench.options import Failure
     from lrbench.train import parser, train
     args = lambda *extra: parser().parse_args(["--sequence-parallel", "--out", str(tmp_path), "--quiet", *extra])
     for var in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.delenv(var, raising=False)
-    with pytest.raises(ValueError, match="start the run with torchrun"):
+    with pytest.raises(Failure, match="start the run with torchrun"):
         train(args())
     for var, value in (("RANK", "0"), ("WORLD_SIZE", "2"), ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "1")):
         monkeypatch.setenv(var, value)
-    with pytest.raises(ValueError, match="--model 'qrnn' is not supported"):
+    with pytest.raises(Failure, match="--model 'qrnn' is not supported"):
         train(args("--model", "qrnn"))
-    with pytest.raises(ValueError, match="--max-seconds"):
+    with pytest.raises(Failure, match="--max-seconds"):
         train(args("--max-seconds", "10"))

@@ -1,11 +1,25 @@
-"""Hypothesis: random shapes, axes, directions and gates against the reference."""
+"""Hypothesis: random shapes, axes, strides, dtypes, directions, h0, out= and backends, forward and
+backward, against the float64 reference."""
 from __future__ import annotations
 
 import torch
 from hypothesis import given, settings, strategies as st
 
-from conftest import assert_close, run, TOL
+from conftest import assert_close, run, tolerance
 from lrbench.scan import cpu_chunked
+
+BACKENDS = ["auto", "cpu-serial", "cpu-chunked", "torch-assoc", "torch-loop", "log-space"]
+
+
+def _layout(t: torch.Tensor, how: str) -> torch.Tensor:
+    """The values of t in another memory layout: contiguous, every other element, or transposed."""
+    if how == "strided":
+        wide = torch.empty(t.shape[:-1] + (2 * t.shape[-1],), dtype=t.dtype)
+        wide[..., ::2] = t
+        return wide[..., ::2]
+    if how == "transposed" and t.ndim >= 2:
+        return t.transpose(0, -1).contiguous().transpose(0, -1)
+    return t
 
 
 @st.composite
@@ -13,26 +27,47 @@ def problems(draw):
     ndim = draw(st.integers(1, 3))
     shape = tuple(draw(st.lists(st.integers(1, 70), min_size=ndim, max_size=ndim)))
     dim = draw(st.integers(-ndim, ndim - 1))
-    seed = draw(st.integers(0, 2**31 - 1))
-    g = torch.Generator().manual_seed(seed)
-    lo = draw(st.sampled_from([0.0, 0.5, 0.99]))
+    g = torch.Generator().manual_seed(draw(st.integers(0, 2**31 - 1)))
+    lo = draw(st.sampled_from([0.01, 0.5, 0.99]))
     a = lo + (1 - lo) * torch.rand(shape, generator=g, dtype=torch.float64)
+    if draw(st.booleans()):                                 # a gate broadcast over one axis
+        axis = draw(st.integers(0, ndim - 1))
+        a = a.narrow(axis, 0, 1).expand(shape)
     x = torch.randn(shape, generator=g, dtype=torch.float64)
     rest = tuple(s for i, s in enumerate(shape) if i != dim % ndim)
     h0 = torch.randn(rest, generator=g, dtype=torch.float64) if draw(st.booleans()) else None
-    return a, x, h0, dim, draw(st.booleans())
+    layout = draw(st.sampled_from(["contiguous", "strided", "transposed"]))
+    return a, _layout(x, layout), h0, dim, draw(st.booleans())
 
 
-@settings(max_examples=60, deadline=None)
-@given(p=problems(), backend=st.sampled_from(["auto", "cpu-serial", "cpu-chunked", "torch-assoc"]),
-       split=st.booleans())
-def test_matches_reference(p, backend, split):
-    a, x, h0, dim, reverse = p
+@settings(max_examples=80, deadline=None)
+@given(p=problems(), backend=st.sampled_from(BACKENDS), dtype=st.sampled_from([torch.float32, torch.float64]),
+       split=st.booleans(), use_out=st.booleans())
+def test_forward_and_backward_match_reference(p, backend, dtype, split, use_out):
+    a64, x64, h064, dim, reverse = p
+    a, x = a64.to(dtype), x64.to(dtype)
+    h0 = h064.to(dtype) if h064 is not None else None
+    tol = tolerance("log-space" if backend == "log-space" else "reference", dtype)
     old = cpu_chunked.MIN_CHUNK_BYTES, cpu_chunked.TILE_BYTES
-    if split:
+    if split:                                               # chunks, tiles and a serial tail
         cpu_chunked.MIN_CHUNK_BYTES, cpu_chunked.TILE_BYTES = 4, 256
     try:
-        got = run(backend, a, x, h0, dim=dim, reverse=reverse)
+        want = run("reference", a64, x64, h064, dim=dim, reverse=reverse)
+        if use_out:
+            out = torch.empty_like(x)
+            assert run(backend, a, x, h0, dim=dim, reverse=reverse, out=out) is out
+            assert_close("out", out, want, **tol)
+        inputs = [t.detach().clone().requires_grad_() if t is not None else None for t in (a, x, h0)]
+        h = run(backend, *inputs, dim=dim, reverse=reverse)
+        assert_close("h", h, want, **tol)
+        gh = torch.randn(h.shape, dtype=torch.float64)
+        got = torch.autograd.grad((h * gh.to(dtype)).sum(), [t for t in inputs if t is not None])
     finally:
         cpu_chunked.MIN_CHUNK_BYTES, cpu_chunked.TILE_BYTES = old
-    assert_close("h", got, run("reference", a, x, h0, dim=dim, reverse=reverse), **TOL[torch.float64])
+    refs = [t.detach().clone().requires_grad_() if t is not None else None for t in (a, x, h0)]
+    refs64 = [t.double() if t is not None else None for t in refs]
+    h_ref = run("reference", *refs64, dim=dim, reverse=reverse)
+    ref_grads = torch.autograd.grad((h_ref * gh).sum(), [t for t in refs if t is not None])
+    for name, g, w in zip(("da", "dx", "dh0"), got, ref_grads):
+        scale = tol["rtol"] * max(1.0, a.shape[dim % a.ndim] ** 0.5)      # gradients sum over T
+        assert_close(name, g, w, rtol=scale, atol=tol["atol"] * 10)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lrbench import perfcheck, report
+from lrbench import cli, perfcheck, report
 
 ROOT = Path(__file__).resolve().parent.parent
 COLUMNS = ["result", "params", "version", "started_at", "duration", "stats_ci_99_a",
@@ -79,9 +79,38 @@ def test_stale_and_corrupt_files_are_reported_and_the_rest_plots(tmp_path):
     assert not any(p.name.startswith("table1") for p in written)
 
 
-def test_missing_results_say_what_to_do(tmp_path):
+def test_missing_or_empty_results_fail_and_say_what_to_do(tmp_path, capsys):
+    with pytest.raises(report.NoResults, match="run `make bench` first") as e:
+        report.run(str(tmp_path))
+    assert any("run the suite first" in p for p in e.value.problems)
+    assert cli.main(["report", "--results", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "warning: " in err and err.strip().endswith("no usable results; run `make bench` first")
+    assert cli.main(["report", "--results", str(tmp_path / "nonexistent")]) == 1
+    assert capsys.readouterr().err == f"lrbench report: error: --results {tmp_path / 'nonexistent'}: no such folder\n"
+    assert list(tmp_path.iterdir()) == []                      # nothing created
+
+
+def test_charts_are_byte_for_byte_reproducible_and_rewritten_only_when_changed(tmp_path):
+    _write_results(tmp_path)
+    written, _ = report.run(str(tmp_path))
+    files = sorted((tmp_path / "figures").iterdir()) + sorted((tmp_path / "tables").iterdir())
+    assert {p.suffix for p in files} == {".png", ".svg", ".md"} and sorted(written) == files
+    first = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in files}
+    svg = (tmp_path / "figures" / "table1_box.svg").read_text()
+    assert "<dc:date>" not in svg and 'id="p' in svg              # no creation date; hashed ids, salted
+    assert report.run(str(tmp_path))[0] == []                     # drawn again: the same bytes, not written
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in files} == first
+
+
+def test_committed_charts_regenerate_unchanged(tmp_path):
+    """`lrbench report` on the committed results reproduces the committed charts and tables."""
+    shutil.copytree(ROOT / "results" / "asv", tmp_path / "asv")
+    shutil.copytree(ROOT / "results" / "paper", tmp_path / "paper")
+    for sub in ("figures", "tables"):
+        shutil.copytree(ROOT / "results" / sub, tmp_path / sub)
     written, problems = report.run(str(tmp_path))
-    assert written == [] and any("run the suite first" in p for p in problems)
+    assert written == [], written
 
 
 def test_perf_gate_fails_when_a_backend_is_slowed(tmp_path, monkeypatch):

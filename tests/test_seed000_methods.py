@@ -124,7 +124,7 @@ def test_command_runs_in_parallel_resumes_and_draws(tmp_path, monkeypatch):
     before = (tmp_path / "runs_tiny.csv").read_text()
     assert experiment.main(["--preset", "tiny", "--out", str(tmp_path)]) == 0        # nothing left to run
     assert (tmp_path / "runs_tiny.csv").read_text() == before
-    with pytest.raises(ValueError, match="--jobs"):
+    with pytest.raises(SystemExit, match="2"):                                       # argparse: usage, exit 2
         experiment.main(["--preset", "tiny", "--out", str(tmp_path), "--jobs", "0"])
 
 

@@ -19,6 +19,7 @@ import socket
 import statistics
 import tempfile
 import time
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -26,6 +27,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from .. import atomic, machine
+from ..options import POSITIVE_INT, Failure, writable_dir
 from .scan import linear_recurrence, traffic
 
 TS = (1 << 22, 1 << 24)
@@ -128,27 +130,23 @@ def run(Ts=TS, ranks=RANKS, N: int = N, reps: int = 3, backend: str = "auto",
     return df
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError(text)
-    return value
-
-
-_positive.__name__ = "positive integer"                    # argparse names the type in its error
-
-
 def parser(p):
-    p.add_argument("--T", type=_positive, action="append", help=f"sequence length (repeatable; default {list(TS)})")
-    p.add_argument("--ranks", type=_positive, action="append", help=f"rank count (repeatable; default {list(RANKS)})")
-    p.add_argument("--N", type=_positive, default=N, help="channels")
-    p.add_argument("--reps", type=_positive, default=3, help="timed calls per point (median)")
-    p.add_argument("--backend", default="auto", help="the local scan's backend")
+    p.add_argument("--T", type=POSITIVE_INT, action="append", help=f"sequence length (repeatable; default {list(TS)})")
+    p.add_argument("--ranks", type=POSITIVE_INT, action="append", help=f"rank count (repeatable; default {list(RANKS)})")
+    p.add_argument("--N", type=POSITIVE_INT, default=N, help="channels")
+    p.add_argument("--reps", type=POSITIVE_INT, default=3, help="timed calls per point (median)")
+    from ..registry import names
+    p.add_argument("--backend", choices=["auto", *names()], default="auto", metavar="NAME",
+                   help="the local scan's backend (see `lrbench backends`)")
     p.add_argument("--out", default="results/cpu/seqpar.csv", help="CSV to write (atomically)")
     return p
 
 
 def main(args) -> int:
+    out = Path(args.out)
+    writable_dir(out.parent, "--out")
+    if out.is_dir():
+        raise Failure(f"--out {out}: is a folder; give the CSV file to write")
     df = run(tuple(args.T or TS), tuple(args.ranks or RANKS), args.N, args.reps, args.backend, args.out)
     if df.empty:
         print("nothing measured; no CSV written")

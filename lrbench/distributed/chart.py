@@ -1,7 +1,6 @@
 """The sequence-parallel chart and table from ``results/cpu/seqpar.csv`` (``lrbench seqpar-bench``).
 
-Called by ``lrbench report``; PNG only (matplotlib stamps SVGs with the date, so they would not
-regenerate byte for byte).
+Called by ``lrbench report``.
 """
 from __future__ import annotations
 
@@ -58,7 +57,7 @@ def seqpar_chart(root: Path, figures: Path, tables: Path, written: list[Path], p
             ax.minorticks_off()
             ax.legend(fontsize=7)
         fig.suptitle(f"lrbench.distributed.linear_recurrence on {machine}")
-        _save(fig, figures, f"seqpar_{machine}", written, exts=("png",))
+        _save(fig, figures, f"seqpar_{machine}", written)
         plt.close(fig)
         cols = ["T", "N", "ranks", "ms", "speedup", "bytes_received_per_rank", "exchange_us", "oversubscribed"]
         t = d.assign(ms=d.seconds * 1e3, exchange_us=d.exchange_seconds * 1e6)[

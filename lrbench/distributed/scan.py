@@ -20,8 +20,9 @@ it (N values per rank: every rank already holds the A's from the forward), fold 
 the order P-1, P-2, ..., r+1, add the result to the gradient of their last step and run the local
 backward again. The last rank and rank 0 run the local backward once.
 
-Summaries are exchanged and folded in float32 for 16-bit inputs (the input dtype otherwise); the
-carry is rounded once to the input dtype to start the re-scan. The local scans and their backward
+Summaries are exchanged and folded in float32 for 16-bit inputs (the input dtype otherwise, complex
+included: the backward's fold multiplies by conj(A), torch's convention); the carry is rounded once
+to the input dtype to start the re-scan. The local scans and their backward
 are ``lrbench.linear_recurrence`` and its autograd, with any backend.
 
 Before the first exchange the ranks all-gather a small header (dtype, N, whether h0 is given,
@@ -215,7 +216,7 @@ class _SequenceParallelScan(torch.autograd.Function):
         if not last:
             c = Gs[world - 1] if N else G
             for k in range(world - 2, rank, -1):
-                c = As[k] * c + Gs[k]
+                c = As[k].conj() * c + Gs[k]                  # conj: torch's complex convention
             if T:
                 gh = gh.clone()
                 gh[-1] = (gh[-1].reshape(N).to(sdt) + c).to(gh.dtype).reshape(rest)

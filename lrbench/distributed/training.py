@@ -20,6 +20,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from ..models.layers import QRNN
+from ..options import Failure
 
 SUPPORTED = ("gilr", "gilr-lstm", "sru")
 
@@ -28,7 +29,7 @@ def set_sequence_parallel(module: torch.nn.Module, group) -> None:
     """Run every recurrence in ``module`` over the ranks of ``group`` (None: on one process)."""
     for mod in module.modules():
         if isinstance(mod, QRNN) and group is not None:
-            raise ValueError("sequence parallelism: a QRNN's convolution reads the k-1 steps before "
+            raise Failure("sequence parallelism: a QRNN's convolution reads the k-1 steps before "
                              f"each slice, on the previous rank; supported models: {', '.join(SUPPORTED)}")
         if hasattr(mod, "scan_group"):
             mod.scan_group = group
@@ -40,14 +41,14 @@ class SequenceParallel:
     def __init__(self, args):
         missing = [v for v in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT") if v not in os.environ]
         if missing and not dist.is_initialized():
-            raise ValueError(f"--sequence-parallel: start the run with torchrun, e.g. `torchrun "
+            raise Failure(f"--sequence-parallel: start the run with torchrun, e.g. `torchrun "
                              f"--nproc-per-node 2 -m lrbench train --sequence-parallel ...` "
                              f"({', '.join(missing)} not set)")
         if args.model not in SUPPORTED:
-            raise ValueError(f"--sequence-parallel: argument --model {args.model!r} is not supported; "
+            raise Failure(f"--sequence-parallel: argument --model {args.model!r} is not supported; "
                              f"supported: {', '.join(SUPPORTED)}")
-        if math.isfinite(args.max_seconds):
-            raise ValueError("--sequence-parallel: argument --max-seconds would stop the ranks at "
+        if args.max_seconds is not None and math.isfinite(args.max_seconds):
+            raise Failure("--sequence-parallel: argument --max-seconds would stop the ranks at "
                              "different steps; use --max-steps")
         self.device = torch.device(args.device)
         if self.device.type == "cuda":
@@ -57,7 +58,7 @@ class SequenceParallel:
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
         if args.T < self.world:
-            raise ValueError(f"--sequence-parallel: argument --T={args.T} gives some of the "
+            raise Failure(f"--sequence-parallel: argument --T={args.T} gives some of the "
                              f"{self.world} ranks no step; use T >= {self.world}")
         sizes = [len(s) for s in torch.arange(args.T).tensor_split(self.world)]
         self.lo = sum(sizes[:self.rank])

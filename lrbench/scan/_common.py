@@ -8,6 +8,11 @@ from __future__ import annotations
 import torch
 
 
+def into(h: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
+    """h, or h copied into ``out`` when given (for backends that cannot write in place)."""
+    return h if out is None else out.copy_(h)
+
+
 def shifted_gates(a: torch.Tensor, reverse: bool) -> torch.Tensor:
     """Gates of the backward recurrence, as a scan in the direction ``not reverse``.
 

@@ -67,12 +67,15 @@ def _chunks(v, j, L):
 
 @nb.njit(cache=True, nogil=True)
 def carries(P, R, c, cin):
-    """cin[j] <- carry entering chunk j (starting from c); c <- carry leaving the last chunk."""
+    """cin[j] <- carry entering chunk j (starting from c); c <- carry leaving the last chunk.
+
+    A carry of exactly 0 leaves R, the chunk's scan from 0, which is what the serial loop computes
+    there; ``P * 0`` would turn a gate product that overflowed to inf into NaN."""
     C, N = P.shape
     for j in range(C):
         for n in range(N):
             cin[j, n] = c[n]
-            c[n] = P[j, n] * c[n] + R[j, n]
+            c[n] = R[j, n] if c[n] == 0 else P[j, n] * c[n] + R[j, n]
 
 
 @nb.njit(cache=True, nogil=True, parallel=True)

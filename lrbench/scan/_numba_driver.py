@@ -15,13 +15,13 @@ import torch
 
 from ._flat import Order, flat
 
-DTYPES = (torch.float32, torch.float64)
+DTYPES = (torch.float32, torch.float64, torch.complex64, torch.complex128)
 DEVICES = ("cpu",)
 
 
-def forward(engine, a, x, h0, reverse):
+def forward(engine, a, x, h0, reverse, out=None):
     T, N = a.shape
-    h = torch.empty_like(x)
+    h = torch.empty_like(x) if out is None else out
     c = h0.detach().numpy().copy() if h0 is not None else np.zeros(N, a.numpy().dtype)
     o = Order(T, N, reverse)
     engine.scan_range(o, (flat(a), 0), (flat(x), 0), (flat(h), 0), T, c)
@@ -52,8 +52,8 @@ def bind(scan_range):
     """(forward, backward) of a backend whose engine is ``scan_range``."""
     engine = SimpleNamespace(scan_range=scan_range)
 
-    def fwd(a, x, h0, reverse):
-        return forward(engine, a, x, h0, reverse)
+    def fwd(a, x, h0, reverse, out=None):
+        return forward(engine, a, x, h0, reverse, out)
 
     def bwd(a, h, h0, gh, reverse):
         return backward(engine, a, h, h0, gh, reverse)

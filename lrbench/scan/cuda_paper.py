@@ -20,11 +20,11 @@ THREADS = 1024
 BLOCKS_PER_SM = 2
 
 
-def forward(a, x, h0, reverse):
+def forward(a, x, h0, reverse, out=None):
     T, N = a.shape
     dev = a.device
     n_blocks = max(1, min(-(-T // 32), BLOCKS_PER_SM * _cupy.sm_count(dev.index or 0)))
-    h = torch.empty_like(x)
+    h = torch.empty_like(x) if out is None else out
     scratch = torch.empty((2, n_blocks, 33, N), dtype=torch.float32, device=dev)
     ds, hs = _cupy.ptr(scratch[0]), _cupy.ptr(scratch[1])
     T_, N_, rev = _cupy.i64(T), _cupy.i64(N), _cupy.i32(reverse)

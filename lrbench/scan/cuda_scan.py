@@ -67,11 +67,11 @@ def _tail(p: Plan, T, N, reverse, state, agg):
             _cupy.ptr(agg[2]))
 
 
-def forward(a, x, h0, reverse):
+def forward(a, x, h0, reverse, out=None):
     T, N = a.shape
     if use_serial(T, N, a.dtype):
-        return cuda_serial.forward(a, x, h0, reverse)
-    h = torch.empty_like(x)
+        return cuda_serial.forward(a, x, h0, reverse, out)
+    h = torch.empty_like(x) if out is None else out
     p = plan(T, N, a.dtype, (a, x, h))
     state, agg = _scratch(p, N, a.device)
     args = (_cupy.ptr(a), _cupy.ptr(x), _cupy.ptr(h0), _cupy.ptr(h)) + _tail(p, T, N, reverse, state, agg)

@@ -19,9 +19,9 @@ def _grid(a: torch.Tensor) -> tuple[int]:
     return (max(1, min(-(-N // THREADS), 32 * _cupy.sm_count(a.device.index or 0))),)
 
 
-def forward(a, x, h0, reverse):
+def forward(a, x, h0, reverse, out=None):
     T, N = a.shape
-    h = torch.empty_like(x)
+    h = torch.empty_like(x) if out is None else out
     args = (_cupy.ptr(a), _cupy.ptr(x), _cupy.ptr(h0), _cupy.ptr(h),
             _cupy.i64(T), _cupy.i64(N), _cupy.i32(reverse))
     _cupy.launch("serial", f"serial_forward_{_cupy.SUFFIX[a.dtype]}", a.device, _grid(a),

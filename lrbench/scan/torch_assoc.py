@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from ._common import backward_by_reverse_scan
+from ._common import backward_by_reverse_scan, into
 
 DTYPES = (torch.float32, torch.float64)
 DEVICES = None  # any
@@ -23,18 +23,21 @@ else:
 
 
 def _combine(left, right):
+    """A state that is exactly 0 contributes exactly 0: the right segment's own scan (from 0) is the
+    serial loop's answer there, even when the right segment's gate product has overflowed (inf * 0
+    would make it NaN). NaN or Inf gates still poison x2, which was scanned from 0."""
     a1, x1 = left
     a2, x2 = right
-    return a2 * a1, a2 * x1 + x2
+    return a2 * a1, torch.where(x1 == 0, x2, a2 * x1 + x2)
 
 
-def forward(a, x, h0, reverse):
+def forward(a, x, h0, reverse, out=None):
     if h0 is not None:
         first = -1 if reverse else 0
         x = x.clone()
         x[first] = x[first] + a[first] * h0
     _, h = associative_scan(_combine, (a, x), dim=0, reverse=reverse, combine_mode="generic")
-    return h.contiguous()
+    return into(h.contiguous(), out)
 
 
 def backward(a, h, h0, gh, reverse):

@@ -33,7 +33,12 @@ else:
 if UNAVAILABLE is None:
     @triton.jit
     def _combine(a1, h1, a2, h2):
-        return a1 * a2, a2 * h1 + h2
+        # a state of exactly 0 contributes exactly 0 (no inf * 0 from an overflowed gate product)
+        return a1 * a2, tl.where(h1 == 0, h2, a2 * h1 + h2)
+
+    @triton.jit
+    def _carry_in(ca, ch, carry):
+        return tl.where(carry[None, :] == 0, ch, ch + ca * carry[None, :])
 
     @triton.jit
     def _last_row(v, BT: tl.constexpr):
@@ -59,7 +64,7 @@ if UNAVAILABLE is None:
             a = tl.load(A + off, mask=m, other=1.0).to(tl.float32)
             x = tl.load(X + off, mask=m, other=0.0).to(tl.float32)
             ca, ch = tl.associative_scan((a, x), 0, _combine)
-            h = ch + ca * carry[None, :]
+            h = _carry_in(ca, ch, carry)
             tl.store(H + off, h.to(H.dtype.element_ty), mask=m)
             carry = _last_row(h, BT)
 
@@ -90,7 +95,7 @@ if UNAVAILABLE is None:
             if HAS_H0:
                 hp = tl.where((u + 1 == T)[:, None], h0[None, :], hp)
             ca, cg = tl.associative_scan((gate, gh), 0, _combine)
-            gt = cg + ca * g[None, :]
+            gt = _carry_in(ca, cg, g)
             tl.store(GX + off, gt.to(GX.dtype.element_ty), mask=valid)
             tl.store(GA + off, (gt * hp).to(GA.dtype.element_ty), mask=valid)
             g = _last_row(gt, BT)
@@ -107,9 +112,9 @@ def _grid(N):
     return (triton.cdiv(N, BN),)
 
 
-def forward(a, x, h0, reverse):
+def forward(a, x, h0, reverse, out=None):
     T, N = a.shape
-    h = torch.empty_like(x)
+    h = torch.empty_like(x) if out is None else out
     _forward_kernel[_grid(N)](a, x, h0 if h0 is not None else x, h, T, N, REVERSE=bool(reverse),
                               HAS_H0=h0 is not None, BT=BT, BN=BN)
     return h

@@ -21,7 +21,6 @@ import argparse
 import itertools
 import math
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -30,6 +29,8 @@ import torch.nn.functional as F
 
 from .. import atomic
 from ..bench import median_time
+from ..options import POSITIVE_INT, writable_dir
+from ..options import parser as new_parser
 from ..tasks import problem_2b
 from . import methods
 from .cells import GRUCell, TanhCell
@@ -209,20 +210,24 @@ def _run_job(job):
 
 
 def parser(ap: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    ap = ap or argparse.ArgumentParser(prog="lrbench seed000")
-    ap.add_argument("--preset", choices=sorted(PRESETS), default="quick")
-    ap.add_argument("--out", default="results/seed000")
-    ap.add_argument("--jobs", type=int, default=1, help="runs at once, one thread each")
+    ap = ap or new_parser("lrbench seed000", "State-table training vs BPTT on problem 2b over lags.")
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="quick",
+                    help="quick: tanh cell, lags 4 and 8; full: tanh and GRU, lags 4-128, every method; "
+                         "tune: table methods at lags 16 and 32 over 9 (lr, mu) settings")
+    ap.add_argument("--out", default="results/seed000",
+                    help="folder for the CSVs, summary and charts (finished runs there are kept)")
+    ap.add_argument("--jobs", type=POSITIVE_INT, default=1, help="runs at once, one thread each")
     return ap
 
 
 def main(argv=None) -> int:
-    args = parser().parse_args(argv)
-    if args.jobs < 1:
-        raise ValueError(f"argument --jobs must be >= 1, got {args.jobs}")
+    return run(parser().parse_args(argv))
+
+
+def run(args) -> int:
+    """The preset's missing runs, then its timing, fits, summary and charts (``--out`` checked first)."""
     cfg = PRESETS[args.preset]
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = writable_dir(args.out, "--out")
     paths = {k: out / f"{k}_{args.preset}.csv" for k in ("runs", "front", "timing", "alpha")}
     load = lambda k: pd.read_csv(paths[k]) if paths[k].exists() else pd.DataFrame()
     df, fr = load("runs"), load("front")

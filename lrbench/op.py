@@ -1,0 +1,278 @@
+"""The scan as PyTorch operators (``torch.library``), with fake, vmap, autograd and forward-mode rules.
+
+Operators, time-major on axis 0 (``a``, ``x`` and ``h`` are ``(T, *rest)``, ``h0`` is ``rest``):
+  ``lrbench::scan(a, x, h0, reverse, backend) -> h``
+  ``lrbench::scan_out(a, x, h0, reverse, backend, *, out)``     writes h into ``out``
+  ``lrbench::scan_backward(a, h, h0, gh, reverse, backend) -> (ga, gx)``   a backend's fused backward
+The backend is chosen when the operator runs (``auto`` sees the concrete T and N), so a traced graph
+holds one opaque call. Inputs are read through their strides: a non-contiguous or broadcast (stride 0)
+input is copied one tile of time steps at a time, never whole.
+
+Derivatives. The backward is the reverse scan of paper §2.2, ``g = scan(shifted a, gh)`` in the other
+direction, ``ga = g * h_prev``, ``gh0 = a_first * g_first``. When a graph of the backward is wanted
+(double backward, Hessians, ``torch.func``), it is built from ``scan`` itself, so every order of
+derivative is exact; otherwise the backend's fused kernel runs. The tangent is a scan too:
+``dh[t] = a[t] dh[t-1] + da[t] h[t-1] + dx[t]`` from ``dh0``.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from . import memory, registry
+from .checks import check_backend
+from .scan._common import previous_states, shifted_gates
+
+TILE_BYTES = 8 << 20     # per operand: the time steps of a strided input copied at once
+AUTO_CHUNKED_MIN_T = 1 << 15
+
+
+def auto_backend(T: int, N: int, dtype: torch.dtype, device: torch.device) -> str:
+    """The backend ``auto`` picks: a documented rule, no timing at call time.
+
+    On the CPU with few channels and a long sequence one core is latency-bound, so the chunked scan
+    wins (2.25x at N = 1, 1.5x at N = 16 and 32, T = 2^20 on 2 cores); with many channels the serial
+    scan already runs at memory bandwidth and the chunked one's second read of a and x makes it
+    slower (0.8x at N = 256). At N = 2..8 cpu-chunked is 5x slower than serial (0.18-0.2x at
+    T = 2^20; 0.97x at N = 8), a defect of its small-N tiling, so auto keeps serial there.
+    """
+    if device.type == "cuda":
+        # cuda-scan dispatches inside itself (tiled scan, or the serial kernel where that should
+        # be at least as fast); its threshold is a guess until measured on a GPU.
+        return "cuda-scan" if registry.available("cuda-scan") else "torch-loop"
+    if device.type != "cpu" or not registry.available("cpu-serial") \
+            or dtype not in registry.get("cpu-serial").load().DTYPES:
+        return "torch-loop"
+    if (N == 1 or 16 <= N <= 128) and T >= AUTO_CHUNKED_MIN_T:
+        return "cpu-chunked"
+    return "cpu-serial"
+
+
+def _backend(name: str, a: Tensor):
+    """The backend module for ``name`` (``auto`` resolved for a's T, N, dtype and device), checked."""
+    if name == "auto":
+        name = auto_backend(a.shape[0], math.prod(a.shape[1:]), a.dtype, a.device)
+    mod = registry.get(name).load()
+    check_backend(name, mod, a)
+    return mod
+
+
+class _Rows:
+    """Time steps [t0, t1) of t as contiguous (t1 - t0, N) tensors: views when t is contiguous,
+    else copies into one buffer reused for every tile (fresh pages cost more than the copy)."""
+
+    def __init__(self, t: Tensor, rows: int, N: int):
+        self.t, self.N = t, N
+        self.buf = None if t.is_contiguous() else t.new_empty((min(rows, t.shape[0]), N))
+
+    def __call__(self, t0: int, t1: int) -> Tensor:
+        if self.buf is None:
+            return self.t[t0:t1].view(t1 - t0, self.N)
+        tile = self.buf[:t1 - t0]
+        tile.view(self.t[t0:t1].shape).copy_(self.t[t0:t1])
+        return tile
+
+
+def _tiles(T: int, rows: int, reverse: bool):
+    starts = list(range(0, T, rows))
+    for t0 in (reversed(starts) if reverse else starts):
+        yield t0, min(T, t0 + rows)
+
+
+def _forward_into(a: Tensor, x: Tensor, h0: Tensor | None, reverse: bool, backend: str, h: Tensor):
+    """Run the backend, writing h (a contiguous tensor of a's shape)."""
+    T, N = a.shape[0], math.prod(a.shape[1:])
+    if T == 0 or N == 0:
+        return
+    mod = _backend(backend, a)
+    hv = h.view(T, N)
+    carry = h0.reshape(N).contiguous() if h0 is not None else None
+    if a.is_contiguous() and x.is_contiguous():
+        a2, x2 = a.view(T, N), x.view(T, N)
+        if hasattr(mod, "check"):
+            mod.check(a2, x2, carry)
+        mod.forward(a2, x2, carry, reverse, out=hv)
+        return
+    rows = max(1, TILE_BYTES // (N * a.element_size()))
+    a_rows, x_rows = _Rows(a, rows, N), _Rows(x, rows, N)
+    for t0, t1 in _tiles(T, rows, reverse):
+        a2, x2 = a_rows(t0, t1), x_rows(t0, t1)
+        if hasattr(mod, "check"):
+            mod.check(a2, x2, carry)
+        mod.forward(a2, x2, carry, reverse, out=hv[t0:t1])
+        carry = hv[t0] if reverse else hv[t1 - 1]
+
+
+def forward(a: Tensor, x: Tensor, h0: Tensor | None, reverse: bool, backend: str,
+            out: Tensor | None = None) -> Tensor:
+    """The kernel without the dispatcher: h into ``out`` (any strides) or a fresh tensor."""
+    h = out if out is not None and out.is_contiguous() else memory.empty(x.shape, x.dtype, x.device)
+    _forward_into(a, x, h0, reverse, backend, h)
+    if out is not None and h is not out:
+        out.copy_(h)
+    return h if out is None else out
+
+
+@torch.library.custom_op("lrbench::scan", mutates_args=())
+def scan_op(a: Tensor, x: Tensor, h0: Tensor | None, reverse: bool, backend: str) -> Tensor:
+    """h of ``h[t] = a[t] h[t-1] + x[t]`` over axis 0 by ``backend``."""
+    return forward(a, x, h0, reverse, backend)
+
+
+@torch.library.custom_op("lrbench::scan_out", mutates_args=("out",))
+def scan_out_op(a: Tensor, x: Tensor, h0: Tensor | None, reverse: bool, backend: str,
+                out: Tensor) -> None:
+    """``scan`` written into ``out`` (any strides; a contiguous ``out`` is written in place)."""
+    forward(a, x, h0, reverse, backend, out)
+
+
+@torch.library.custom_op("lrbench::scan_backward", mutates_args=())
+def scan_backward_op(a: Tensor, h: Tensor, h0: Tensor | None, gh: Tensor, reverse: bool,
+                     backend: str) -> tuple[Tensor, Tensor]:
+    """(ga, gx) by the backend's fused backward kernel (the derivative of ``h0`` is taken outside)."""
+    T, N = a.shape[0], math.prod(a.shape[1:])
+    if T == 0 or N == 0:
+        return torch.zeros_like(a, memory_format=torch.contiguous_format), \
+            torch.zeros_like(gh, memory_format=torch.contiguous_format)
+    mod = _backend(backend, a)
+    flat = [t.reshape(T, N).contiguous() for t in (a, h, gh)]
+    ga, gx, _ = mod.backward(flat[0], flat[1], h0.reshape(N).contiguous() if h0 is not None else None,
+                             flat[2], reverse)
+    inputs = {t.untyped_storage().data_ptr() for t in flat}
+    ga, gx = (t.clone() if t.untyped_storage().data_ptr() in inputs else t for t in (ga, gx))
+    return ga.view(a.shape), gx.view(a.shape)
+
+
+def _check_fake(backend: str, a: Tensor):
+    if backend != "auto":
+        check_backend(backend, registry.get(backend).load(), a)
+
+
+@scan_op.register_fake
+def _(a, x, h0, reverse, backend):
+    _check_fake(backend, a)
+    return torch.empty(x.shape, dtype=x.dtype, device=x.device)
+
+
+@scan_out_op.register_fake
+def _(a, x, h0, reverse, backend, out):
+    _check_fake(backend, a)
+
+
+@scan_backward_op.register_fake
+def _(a, h, h0, gh, reverse, backend):
+    return (torch.empty(a.shape, dtype=a.dtype, device=a.device),
+            torch.empty(gh.shape, dtype=gh.dtype, device=gh.device))
+
+
+# vmap: the mapped axis becomes one more channel axis, right after time (h0: in front).
+
+def _steps(t: Tensor | None, d: int | None, B: int) -> Tensor | None:
+    if t is None:
+        return None
+    t = t.movedim(d, 1) if d is not None else t.unsqueeze(1)
+    return t.expand(t.shape[0], B, *t.shape[2:])
+
+
+def _state(t: Tensor | None, d: int | None, B: int) -> Tensor | None:
+    if t is None:
+        return None
+    t = t.movedim(d, 0) if d is not None else t.unsqueeze(0)
+    return t.expand(B, *t.shape[1:])
+
+
+@torch.library.register_vmap("lrbench::scan")
+def _(info, in_dims, a, x, h0, reverse, backend):
+    B = info.batch_size
+    da, dx, dh0 = in_dims[:3]
+    return scan_op(_steps(a, da, B), _steps(x, dx, B), _state(h0, dh0, B), reverse, backend), 1
+
+
+@torch.library.register_vmap("lrbench::scan_backward")
+def _(info, in_dims, a, h, h0, gh, reverse, backend):
+    B = info.batch_size
+    da, dh, dh0, dgh = in_dims[:4]
+    ga, gx = scan_backward_op(_steps(a, da, B), _steps(h, dh, B), _state(h0, dh0, B),
+                              _steps(gh, dgh, B), reverse, backend)
+    return (ga, gx), (1, 1)
+
+
+# Derivatives, shared by the operator's registered autograd and the eager autograd.Function.
+
+def _setup_context(ctx, inputs, output):
+    a, x, h0, reverse, backend = inputs
+    ctx.reverse, ctx.backend, ctx.has_h0 = reverse, backend, h0 is not None
+    ctx.save_for_backward(a, output, h0)
+
+
+def _conj(t: Tensor | None) -> Tensor | None:
+    """Complex inputs: torch's convention, gradient = conj(derivative) * incoming gradient."""
+    return t.conj().resolve_conj() if t is not None and t.is_complex() else t
+
+
+def _backward(ctx, gh):
+    a, h, h0 = ctx.saved_tensors
+    reverse, backend = ctx.reverse, ctx.backend
+    ac, hc, h0c = _conj(a), _conj(h), _conj(h0)
+    if torch.is_grad_enabled():          # a graph of the backward is wanted: build it from scan
+        g = scan(shifted_gates(ac, reverse), gh, None, not reverse, backend)
+        ga = g * previous_states(hc, h0c, reverse)
+    else:
+        ga, g = scan_backward_op(ac, hc, h0c, gh, reverse, backend)
+    gh0 = None
+    if ctx.has_h0:
+        first = -1 if reverse else 0
+        gh0 = ac[first] * g[first] if a.shape[0] else torch.zeros_like(h0)
+    return ga, g, gh0, None, None
+
+
+scan_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+class _Scan(torch.autograd.Function):
+    """``scan_op`` with a forward-mode rule, for eager autograd and ``torch.func`` (jvp, jacfwd).
+    torch.library has no jvp registration for custom operators; under ``torch.compile`` the
+    operator's own registered autograd is used instead (dynamo does not trace a custom jvp)."""
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(a, x, h0, reverse, backend):
+        return scan_op(a, x, h0, reverse, backend)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _setup_context(ctx, inputs, output)
+        a, _, h0 = inputs[:3]
+        ctx.save_for_forward(a, output, h0)
+
+    backward = staticmethod(_backward)
+
+    @staticmethod
+    def jvp(ctx, ta, tx, th0, _reverse, _backend):
+        a, h, h0 = ctx.saved_tensors
+        u = tx if tx is not None else torch.zeros_like(h)
+        if ta is not None:
+            u = u + ta * previous_states(h, h0, ctx.reverse)
+        return scan(a, u, th0, ctx.reverse, ctx.backend)
+
+
+def direct(*tensors) -> bool:
+    """Whether a call may skip the dispatcher and autograd: plain tensors, nothing requires grad,
+    no tracing, torch.func transform or dispatch mode active. Such a call gets the same kernel
+    without their cost (about 60 us a call, measured)."""
+    if torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active() \
+            or torch._C._len_torch_dispatch_stack() or torch._C._is_torch_function_mode_enabled():
+        return False
+    grad = torch.is_grad_enabled()
+    return all(t is None or (type(t) is Tensor and not (grad and t.requires_grad)) for t in tensors)
+
+
+def scan(a: Tensor, x: Tensor, h0: Tensor | None, reverse: bool, backend: str) -> Tensor:
+    """The differentiable scan over axis 0 (reverse and forward mode, every order)."""
+    if direct(a, x, h0):
+        return forward(a, x, h0, reverse, backend)
+    if torch.compiler.is_compiling():
+        return scan_op(a, x, h0, reverse, backend)
+    return _Scan.apply(a, x, h0, reverse, backend)
