@@ -9,16 +9,18 @@ DTYPES = ["float32", "bfloat16"]
 
 
 class ScanForward:
-    """``h = linear_recurrence(a, x)``: the output is allocated per call, as a user's call does."""
-    params = (BACKENDS, TS, NS, DTYPES)
-    param_names = ["backend", "T", "N", "dtype"]
+    """``h = linear_recurrence(a, x)``. output "fresh": h allocated per call, what a plain call
+    costs; "out": written into a preallocated h (``out=``), the kernel's own cost. The gap is the
+    operating system's first touch of fresh pages (see ``bench_cpu.FirstTouch``)."""
+    params = (BACKENDS, TS, NS, DTYPES, ["fresh", "out"])
+    param_names = ["backend", "T", "N", "dtype", "output"]
     timeout = 300
 
     @setup_once
-    def setup(self, backend, T, N, dtype):
-        self.device, self.call = scan_call(backend, T, N, dtype)
+    def setup(self, backend, T, N, dtype, output):
+        self.device, self.call = scan_call(backend, T, N, dtype, output=output)
 
-    def time_forward(self, backend, T, N, dtype):
+    def time_forward(self, backend, T, N, dtype, output):
         self.call()
         sync(self.device)
 

@@ -8,13 +8,17 @@ so that a forkserver launch (CPU-only runs) pays for them once, not once per par
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 
 import numpy as np
 import torch
 
 import lrbench
-from lrbench.bench import median_time
+try:                                   # asv's history runs import older lrbench versions too
+    from lrbench.timing import median_time
+except ImportError:
+    from lrbench.bench import median_time
 
 # Every scan subject. reference is the ground truth, not a subject.
 BACKENDS = ["cpu-serial", "cpu-chunked", "torch-loop", "torch-assoc", "log-space",
@@ -82,10 +86,16 @@ def inputs(T: int, N: int, dtype: str, device: str, seed: int = 0, grad: bool = 
     return [t.requires_grad_() for t in out] if grad else out
 
 
-def scan_call(backend: str, T: int, N: int, dtype: str, grad: bool = False):
+def scan_call(backend: str, T: int, N: int, dtype: str, grad: bool = False, output: str = "fresh",
+              reverse: bool = False):
     """(device, call): a warmed-up ``linear_recurrence`` on seeded (T, N) inputs, forward only or,
-    with ``grad``, forward then the gradients of a and x. NotImplementedError where it cannot run."""
-    require(backend, T, N, dtype)
+    with ``grad``, forward then the gradients of a and x. ``output``: "fresh" allocates h per call,
+    as a plain call does; "out" writes into one preallocated tensor (``out=``), the kernel's cost.
+    NotImplementedError where it cannot run."""
+    if backend != "auto":
+        require(backend, T, N, dtype)
+    if output == "out" and "out" not in inspect.signature(lrbench.linear_recurrence).parameters:
+        raise NotImplementedError("this lrbench has no out= (history run of an older commit)")
     device = backend_device(backend)
     a, x = inputs(T, N, dtype, device, grad=grad)
     torch.set_grad_enabled(grad)
@@ -93,11 +103,16 @@ def scan_call(backend: str, T: int, N: int, dtype: str, grad: bool = False):
         gh = torch.ones_like(x).detach()
 
         def call():
-            h = lrbench.linear_recurrence(a, x, backend=backend)
+            h = lrbench.linear_recurrence(a, x, backend=backend, reverse=reverse)
             return torch.autograd.grad(h, (a, x), gh)
+    elif output == "out":
+        h = torch.empty_like(x)
+
+        def call():
+            return lrbench.linear_recurrence(a, x, backend=backend, reverse=reverse, out=h)
     else:
         def call():
-            return lrbench.linear_recurrence(a, x, backend=backend)
+            return lrbench.linear_recurrence(a, x, backend=backend, reverse=reverse)
     call()                                           # compile, page in, warm up
     sync(device)
     return device, call
@@ -112,7 +127,7 @@ def median_seconds(fn, device: str) -> float:
 
 
 def copy_seconds(nbytes: int, device: str) -> float:
-    """Median time to copy an ``nbytes`` buffer (so 2 * nbytes moved) on ``device``."""
+    """Median time to copy a preallocated ``nbytes`` buffer (so 2 * nbytes moved) on ``device``."""
     src = torch.ones(max(nbytes // 4, 1), dtype=torch.float32, device=device)
     dst = torch.empty_like(src)
     return median_seconds(lambda: dst.copy_(src), device)

@@ -1,5 +1,5 @@
-"""The ``lrbench`` command: bench, report, perfcheck, train, reproduce-2b, seed000, seqpar-bench,
-backends, kernels, machine, info.
+"""The ``lrbench`` command: report, perfcheck, train, reproduce-2b, seed000, seqpar-bench, backends,
+kernels, machine, info.
 
 Conventions (those of Python's own tools): ``--help`` on the command and on each sub-command,
 ``--version``; a bad argument ends in one line and the sub-command's usage, exit status 2
@@ -15,21 +15,6 @@ from pathlib import Path
 from . import __version__
 from .checkpoint import CheckpointError
 from .options import Failure, HelpFormatter, cuda_arch, writable_dir
-
-
-def _bench(args):
-    import pandas as pd
-
-    from .bench import run, speedup_table
-    out = Path(args.out)
-    writable_dir(out.parent, "--out")
-    if out.is_dir():
-        raise Failure(f"--out {out}: is a folder; give the CSV file to write")
-    df = run(quick=not args.full, out=args.out)
-    with pd.option_context("display.float_format", "{:.2f}".format, "display.width", 120):
-        print("\nspeedup over cpu-serial (higher is faster):")
-        print(speedup_table(df))
-    print(f"\nwrote {args.out}")
 
 
 def _backends(args):
@@ -88,6 +73,16 @@ def _seed000(args):
     return run(args)
 
 
+def _auto_table(args):
+    from . import atomic
+    from .auto_rule import TABLE, build
+    text = atomic.dumps(build(args.results), indent=2) + "\n"
+    changed = not TABLE.exists() or TABLE.read_text() != text
+    if changed:
+        atomic.write_text(TABLE, text)
+    print(f"{'wrote' if changed else 'unchanged:'} {TABLE}")
+
+
 def _seqpar_bench(args):
     from .distributed.bench import main as seqpar_bench
     return seqpar_bench(args)
@@ -121,9 +116,6 @@ def build_parser() -> argparse.ArgumentParser:
         c.set_defaults(run=run)
         return c
 
-    b = command("bench", "time the available backends over sequence lengths (the older quick harness)", _bench)
-    b.add_argument("--full", action="store_true", help="the full grid instead of the quick one")
-    b.add_argument("--out", default="results/cpu/bench.csv", help="CSV file to write (atomically)")
     command("backends", "list the backends and whether each is available here", _backends)
     k = command("kernels", "compile kernels/*.cu with NVRTC and print ptxas's register and spill report", _kernels)
     k.add_argument("--arch", action="append", type=cuda_arch,
@@ -133,6 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--results", default="results", help="the results folder (holding asv/ and paper/)")
     command("perfcheck", "CI performance gate: same-process time ratios against thresholds", _perfcheck)
     command("machine", "print this machine's stable name for asv results", _machine)
+    t = command("auto-table", "regenerate auto's CPU rule (lrbench/auto_cpu.json) from the CPUGrid asv rows",
+                _auto_table)
+    t.add_argument("--results", default="results", help="the results folder (holding asv/ with this "
+                   "machine's rows)")
     from .seed000.experiment import parser as seed000_parser
     seed000_parser(command("seed000", "state-table training vs BPTT on problem 2b over lags", _seed000))
     from .train import parser as train_parser

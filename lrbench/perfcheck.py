@@ -1,9 +1,11 @@
 """``lrbench perfcheck``: the CI performance gate, robust to a noisy 2-core machine.
 
-Each check is a ratio of two timings taken back to back in one process (so a slow or busy machine
-slows both), measured several times; the best trial counts, because noise only ever makes a
-ratio worse. The thresholds live in ``benchmarks/perf_thresholds.json``, with the value measured
-when they were set; a real regression (a kernel made 2x slower, a lost thread) falls far below.
+Every check times the public ``linear_recurrence`` (into a preallocated ``out=``, torch's default
+threads: what a user runs) against a reference timed back to back in the same process, so a slow
+or busy machine slows both; each is measured several times and the best trial counts, because
+noise only ever makes a ratio worse. The thresholds live in ``benchmarks/perf_thresholds.json``,
+with the value measured when they were set; a real regression (a kernel made 2x slower, a lost
+thread, a spinning thread pool) falls far below.
 """
 from __future__ import annotations
 
@@ -12,27 +14,37 @@ from pathlib import Path
 
 import torch
 
-from . import bench
+from .api import linear_recurrence
+from .timing import copy_seconds, inputs, median_time
 
 THRESHOLDS = Path(__file__).resolve().parent.parent / "benchmarks" / "perf_thresholds.json"
 
 
+def _scan_seconds(backend: str, T: int, N: int, reverse: bool = False) -> float:
+    a, x = inputs(T, N)
+    h = torch.empty_like(x)
+    with torch.no_grad():
+        return median_time(lambda: linear_recurrence(a, x, backend=backend, reverse=reverse, out=h))
+
+
 def serial_vs_copy() -> float:
-    """cpu-serial kernel bandwidth (12 B/element) over np.copyto bandwidth, T = 2^16, N = 256."""
-    a, x = bench.inputs(1 << 16, 256)
-    t = bench.median_time(bench._kernel_call("cpu-serial", a, x))
-    return (3 * a.nbytes / t) / bench.copy_bandwidth(2 * a.nbytes)
+    """cpu-serial bandwidth (12 B per element) over a preallocated copy's, T = 2^16, N = 256."""
+    T, N = 1 << 16, 256
+    return copy_seconds(6 * T * N) / _scan_seconds("cpu-serial", T, N)     # both move 12 T N bytes
 
 
 def chunked_vs_serial() -> float:
     """cpu-chunked speedup over cpu-serial at N = 1, T = 2^22 (the latency-bound regime)."""
-    a, x = bench.inputs(1 << 22, 1)
-    serial = bench.median_time(bench._kernel_call("cpu-serial", a, x))
-    chunked = bench.median_time(bench._kernel_call("cpu-chunked", a, x))
-    return serial / chunked
+    return _scan_seconds("cpu-serial", 1 << 22, 1) / _scan_seconds("cpu-chunked", 1 << 22, 1)
 
 
-CHECKS = {"serial_vs_copy": serial_vs_copy, "chunked_vs_serial": chunked_vs_serial}
+def reverse_vs_forward() -> float:
+    """cpu-serial forward time over reverse time at N = 256, T = 2^16 (1 = no penalty)."""
+    return _scan_seconds("cpu-serial", 1 << 16, 256) / _scan_seconds("cpu-serial", 1 << 16, 256, True)
+
+
+CHECKS = {"serial_vs_copy": serial_vs_copy, "chunked_vs_serial": chunked_vs_serial,
+          "reverse_vs_forward": reverse_vs_forward}
 
 
 def run(thresholds: Path = THRESHOLDS, trials: int = 3) -> tuple[bool, list[dict]]:
@@ -50,9 +62,6 @@ def run(thresholds: Path = THRESHOLDS, trials: int = 3) -> tuple[bool, list[dict
 
 
 def main(thresholds: Path = THRESHOLDS) -> int:
-    # torch's own OpenMP workers spin after building the inputs and steal cores from the Numba
-    # kernels being timed (without this the chunked ratio fell from 2.9 to 1.4 on 2 cores).
-    torch.set_num_threads(1)
     ok, rows = run(thresholds)
     for r in rows:
         mark = "ok  " if r["passed"] else "FAIL"

@@ -70,11 +70,39 @@ def load(results: Path) -> tuple[pd.DataFrame, list[str]]:
             problems.append(f"{path}: {len(stale)} stale benchmark(s) (code changed since; re-run "
                             f"them), skipped: {', '.join(sorted(stale)[:3])}"
                             f"{' ...' if len(stale) > 3 else ''}")
-    df = pd.DataFrame(rows)
-    if not df.empty:                              # the newest result per machine and point
-        keys = [c for c in df.columns if c not in ("commit", "date", "value", "unit")]
-        df = df.sort_values("date").groupby(keys, dropna=False, as_index=False).last()
-    return df, problems
+    return pd.DataFrame(rows), problems
+
+
+def newest(df: pd.DataFrame) -> pd.DataFrame:
+    """The newest result per machine and point (every commit's rows stay in ``df`` for history)."""
+    if df.empty:
+        return df
+    keys = [c for c in df.columns if c not in ("commit", "date", "value", "unit")]
+    return df.sort_values("date").groupby(keys, dropna=False, as_index=False).last()
+
+
+def history_chart(df, machine, figures, written):
+    """Time per commit (in commit order) of the regression subset's rows: a step up is a
+    regression. One line per case, normalised to its first measured commit."""
+    import matplotlib.pyplot as plt
+    t = _select(df, "bench_regression.Regression.time_scan")
+    if t.empty or t.commit.nunique() < 2:
+        return
+    order = t.groupby("commit").date.min().sort_values().index.tolist()
+    fig, ax = plt.subplots(figsize=(9, 5))
+    for case, g in t.groupby("case"):
+        g = g.set_index("commit").reindex(order).value
+        if g.notna().sum() < 2:
+            continue
+        ax.plot(range(len(order)), g / g.dropna().iloc[0], marker="o", ms=3, lw=1, label=case)
+    ax.axhline(1.0, color="grey", lw=0.8, ls=":")
+    ax.set_xticks(range(len(order)), order, rotation=60, fontsize=7)
+    ax.set(yscale="log", xlabel="commit (oldest first)", ylabel="time / time at first commit",
+           title=f"regression subset over the project's commits, {machine}")
+    ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    _save(fig, figures, f"history_{machine}", written)
+    plt.close(fig)
 
 
 # Fixed SVG ids (matplotlib hashes them with this salt) and no creation date: the same data draw
@@ -142,7 +170,7 @@ def _select(df: pd.DataFrame, benchmark: str, **equal) -> pd.DataFrame:
 
 def speedup_chart(df, machine, figures, written):
     import matplotlib.pyplot as plt
-    t = _select(df, "bench_scan.ScanForward.time_forward", dtype="float32")
+    t = _select(df, "bench_scan.ScanForward.time_forward", dtype="float32", output="out")
     sp = _speedups(t, ["N", "T"])
     if sp.empty:
         return
@@ -266,7 +294,7 @@ def heatmap(df, machine, paper: pd.DataFrame, tables, written):
 
 
 def scan_table(df, machine, tables, written):
-    t = _select(df, "bench_scan.ScanForward.time_forward", dtype="float32")
+    t = _select(df, "bench_scan.ScanForward.time_forward", dtype="float32", output="out")
     if t.empty:
         return
     ms = t.astype({"N": int, "T": int}).assign(ms=t.value * 1e3).pivot_table(index=["N", "T"], columns="backend", values="ms")
@@ -291,7 +319,8 @@ def run(results: str = "results") -> tuple[list[Path], list[str]]:
     root = Path(results)
     if not root.is_dir():
         raise NoResults(f"--results {root}: no such folder", [])
-    df, problems = load(root / "asv")
+    history, problems = load(root / "asv")
+    df = newest(history)
     figures, tables = root / "figures", root / "tables"
     try:
         paper1 = pd.read_csv(root / "paper" / "table1.csv")
@@ -314,4 +343,6 @@ def run(results: str = "results") -> tuple[list[Path], list[str]]:
         if not paper2.empty:
             table2(d, machine, paper2, figures, tables, written)
         heatmap(d, machine, paper_hm, tables, written)
+    for machine, d in history.groupby("machine"):
+        history_chart(d, machine, figures, written)
     return written, problems

@@ -1,5 +1,5 @@
 """The lrbench command: Python's conventions, validation at the edge, and a fuzz test over every
-option of every sub-command; and the bench helpers."""
+option of every sub-command; and the timing helper."""
 from __future__ import annotations
 
 import argparse
@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lrbench import __version__, bench, cli, options
+from lrbench import __version__, cli, options, timing
 from lrbench.options import Failure, Number
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -118,7 +118,6 @@ BASE = {
     "reproduce-2b": ["--runs", "{out}/runs", "--results", "{out}", "--models", "gilr", "--seeds", "0",
                      "--T", "4", "--hidden", "2", "--layers", "1", "--max-steps", "2"],
     "seed000": ["--out", "{out}"],
-    "bench": ["--out", "{out}/bench.csv"],
     "report": ["--results", "{out}"],
 }
 # Values no type or choice list can reject: paths (missing, or where nothing can be written).
@@ -155,7 +154,7 @@ def test_fuzz_every_option_of_every_command(tmp_path, capsys):
     out = tmp_path / "out"
     assert cli.main(["train", *BASE["train"][2:], "--out", str(out)]) == 0    # a run to keep
     (out / "runs").mkdir()
-    for name in ("runs_quick.csv", "bench.csv", "table3_T4.csv"):
+    for name in ("runs_quick.csv", "table3_T4.csv"):
         (out / name).write_text("precious\n")
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder\n")
@@ -189,7 +188,6 @@ def test_fuzz_every_option_of_every_command(tmp_path, capsys):
      "is a run with --T 4 --hidden 2, not --T 5 --hidden 3"),
     (["train", "--out", "{out}", "--resume", "--scan-backend", "cuda-scan"], "--scan-backend cuda-scan: unavailable"),
     (["train", "--out", "{out}/checkpoint.pt"], "--out {out}/checkpoint.pt: cannot write there"),
-    (["bench", "--out", "{out}"], "is a folder"),
     (["report", "--results", "{out}/metrics.jsonl"], "no such folder"),
     (["report", "--results", "{out}"], "no usable results"),
 ])
@@ -217,14 +215,7 @@ def test_readme_shows_each_commands_help(monkeypatch, capsys):
             f"README: update the help of `lrbench {' '.join(argv)}` (see tests/test_cli.py)"
 
 
-def test_speedup_table_divides_base_time_by_backend_time():
-    df = pd.DataFrame([dict(backend="cpu-serial", N=1, T=8, seconds=2.0, **{"pass": "forward"}),
-                       dict(backend="cpu-chunked", N=1, T=8, seconds=0.5, **{"pass": "forward"}),
-                       dict(backend="cpu-chunked", N=1, T=8, seconds=0.1, **{"pass": "forward-kernel"})])
-    assert bench.speedup_table(df).loc[(1, 8), "cpu-chunked"] == 4.0
-
-
 def test_median_time_warms_up_and_repeats():
     calls = []
-    t = bench.median_time(lambda: calls.append(1), min_reps=5, min_seconds=0.0)
+    t = timing.median_time(lambda: calls.append(1), min_reps=5, min_seconds=0.0)
     assert len(calls) == 6 and t >= 0.0

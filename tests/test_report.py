@@ -22,8 +22,8 @@ def _write_results(root: Path, version="v1", t1_params=None):
     (asv / "box").mkdir(parents=True)
     backends, Ts, Ns = ["'cpu-serial'", "'cpu-chunked'"], ["16", "65536"], ["1", "32"]
     bench = {
-        SCAN: dict(version=version, unit="seconds", param_names=["backend", "T", "N", "dtype"],
-                   params=[backends, Ts, Ns, ["'float32'"]]),
+        SCAN: dict(version=version, unit="seconds", param_names=["backend", "T", "N", "dtype", "output"],
+                   params=[backends, Ts, Ns, ["'float32'"], ["'out'"]]),
         T1: dict(version=version, unit="seconds", param_names=["backend", "m", "T"],
                  params=[backends, ["4", "32", "128"], ["16", "256", "4096", "65536"]]),
     }
@@ -114,17 +114,35 @@ def test_committed_charts_regenerate_unchanged(tmp_path):
 
 
 def test_perf_gate_fails_when_a_backend_is_slowed(tmp_path, monkeypatch):
-    """The gate's ratio falls below its threshold when cpu-chunked is made 4x slower."""
+    """The gate's ratio falls below its threshold when cpu-chunked is made 8x slower."""
     spec = tmp_path / "t.json"
     spec.write_text(json.dumps({"checks": {"chunked_vs_serial": {"min": 0.0}}}))
     _, rows = perfcheck.run(spec, trials=1)
     healthy = rows[0]["measured"]
     spec.write_text(json.dumps({"checks": {"chunked_vs_serial": {"min": healthy / 2}}}))
-    real = perfcheck.bench._kernel_call
+    from lrbench.scan import cpu_chunked
+    real = cpu_chunked.forward
 
-    def slowed(backend, a, x):
-        call = real(backend, a, x)
-        return call if backend != "cpu-chunked" else (lambda: [call() for _ in range(8)])
-    monkeypatch.setattr(perfcheck.bench, "_kernel_call", slowed)
+    def slowed(*args, **kw):
+        for _ in range(7):
+            real(*args, **kw)
+        return real(*args, **kw)
+    monkeypatch.setattr(cpu_chunked, "forward", slowed)
     ok, rows = perfcheck.run(spec, trials=1)
     assert not ok and rows[0]["measured"] < healthy / 2, (healthy, rows)
+
+
+def test_history_chart_from_results_of_several_commits(tmp_path):
+    reg = "bench_regression.Regression.time_scan"
+    asv = tmp_path / "asv"
+    (asv / "box").mkdir(parents=True)
+    cases = ["'cpu-serial T=65536 N=256 out'", "'auto T=16 N=1 fresh'"]
+    (asv / "benchmarks.json").write_text(json.dumps(
+        {reg: dict(version="v1", unit="seconds", param_names=["case"], params=[cases])}))
+    for date, commit in enumerate(["aaaa1111", "bbbb2222", "cccc3333"]):
+        data = dict(commit_hash=commit, env_name="e", date=date, result_columns=COLUMNS,
+                    results={reg: [[1.0 + date, 2.0], [cases], "v1"] + [None] * (len(COLUMNS) - 3)})
+        (asv / "box" / f"{commit}-e.json").write_text(json.dumps(data))
+    written, _ = report.run(str(tmp_path))
+    assert {"history_box.png", "history_box.svg"} <= {p.name for p in written}
+    assert report.run(str(tmp_path))[0] == []                  # unchanged data: nothing rewritten

@@ -10,9 +10,13 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from . import _numba_chunked as _k
-from . import _numba_driver as _drv
-from . import cpu_serial as _serial
+from . import _threads
+
+_threads.start()       # before any parallel kernel is compiled or loaded
+
+from . import _numba_chunked as _k  # noqa: E402
+from . import _numba_driver as _drv  # noqa: E402
+from . import cpu_serial as _serial  # noqa: E402
 
 DTYPES, DEVICES = _drv.DTYPES, _drv.DEVICES
 TILE_BYTES = 4 << 20      # per operand and tile
@@ -32,6 +36,11 @@ def plan(n: int, N: int, itemsize: int) -> tuple[int, int]:
 
 
 def scan_range(o, a, x, h, n, c, hp=None, ga=None):
+    with _threads.LOCK:
+        _scan_range(o, a, x, h, n, c, hp, ga)
+
+
+def _scan_range(o, a, x, h, n, c, hp, ga):
     (A, pa), (X, px), (H, ph) = a, x, h
     N, rs = o.N, o.rs
     tile = max(1, TILE_BYTES // (N * A.itemsize))

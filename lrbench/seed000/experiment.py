@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import atomic
-from ..bench import median_time
+from ..timing import median_time
 from ..options import POSITIVE_INT, writable_dir
 from ..options import parser as new_parser
 from ..tasks import problem_2b

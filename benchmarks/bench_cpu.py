@@ -1,0 +1,91 @@
+"""The CPU backends as users run them: the operating system's share, auto against the best backend,
+reverse against forward. All through ``lrbench.linear_recurrence`` with torch's default threads."""
+from __future__ import annotations
+
+import sys
+
+import torch
+
+from .common import median_seconds, scan_call, setup_once
+
+CPU = ["cpu-serial", "cpu-chunked"]
+GRID_T = [1 << 4, 1 << 8, 1 << 12, 1 << 16, 1 << 20]
+GRID_N = [1, 2, 4, 8, 16, 64, 256, 4096]
+MAX_ELEMENTS = 1 << 24
+
+
+class FirstTouch:
+    """Filling a fresh fp32 buffer of T x N (allocation and first touch, the OS's part of a plain
+    call's cost) beside filling a preallocated one."""
+    params = ([1 << 16, 1 << 20], [1, 256], ["fresh", "preallocated"])
+    param_names = ["T", "N", "buffer"]
+
+    @setup_once
+    def setup(self, T, N, buffer):
+        if T * N > MAX_ELEMENTS:
+            raise NotImplementedError(f"T*N = {T * N} exceeds the CPU budget")
+        self.buf = torch.empty(T, N)
+        self.buf.fill_(0.0)
+
+    def time_fill(self, T, N, buffer):
+        if buffer == "fresh":
+            torch.empty(T, N).fill_(1.0)
+        else:
+            self.buf.fill_(1.0)
+
+
+class CPUGrid:
+    """Every CPU backend and auto over T x N (fp32, out=): the data ``lrbench auto-table`` turns
+    into auto's rule."""
+    params = (CPU + ["auto"], GRID_T, GRID_N)
+    param_names = ["backend", "T", "N"]
+    timeout = 300
+
+    @setup_once
+    def setup(self, backend, T, N):
+        if T * N > MAX_ELEMENTS:
+            raise NotImplementedError(f"T*N = {T * N} exceeds the CPU budget")
+        self.call = scan_call(backend, T, N, "float32", output="out")[1]
+
+    def time_scan(self, backend, T, N):
+        self.call()
+
+
+def _grid():
+    return [(T, N) for N in GRID_N for T in GRID_T if T * N <= MAX_ELEMENTS]
+
+
+class AutoVsBest:
+    """``auto`` against the fastest CPU backend at every point of T x N (fp32, out=): the ratio
+    best / auto (1 = auto picked the fastest; the target is >= 0.9 everywhere). The worst point is
+    printed to stderr."""
+    timeout = 900
+
+    def track_worst_best_over_auto_higher_is_better(self):
+        worst, where = float("inf"), None
+        for T, N in _grid():
+            times = {b: median_seconds(scan_call(b, T, N, "float32", output="out")[1], "cpu")
+                     for b in CPU + ["auto"]}
+            ratio = min(times[b] for b in CPU) / times["auto"]
+            if ratio < worst:
+                worst, where = ratio, (T, N, times)
+        print(f"worst auto point: T={where[0]} N={where[1]} "
+              + " ".join(f"{b}={t * 1e6:.1f}us" for b, t in where[2].items()), file=sys.stderr)
+        return worst
+    track_worst_best_over_auto_higher_is_better.unit = "best / auto"
+
+
+class ReverseOverForward:
+    """A reverse scan's time over a forward one's (cpu-serial, out=, fp32); target <= 1.15."""
+    params = ([1, 256],)
+    param_names = ["N"]
+
+    @setup_once
+    def setup(self, N):
+        T = (1 << 24) // max(N, 256) if N > 1 else 1 << 22
+        self.fwd = scan_call("cpu-serial", T, N, "float32", output="out")[1]
+        self.rev = scan_call("cpu-serial", T, N, "float32", output="out", reverse=True)[1]
+
+    def track_reverse_over_forward(self, N):
+        return median_seconds(self.rev, "cpu") / median_seconds(self.fwd, "cpu")
+    track_reverse_over_forward.unit = "reverse / forward"

@@ -1,0 +1,115 @@
+"""The CPU scans a user would pick instead of lrbench, on the same shapes and bytes (fp32, (T, N),
+output allocated per call as theirs is): ``jax.lax.scan`` and ``jax.lax.associative_scan`` under
+``jit``, torch's ``associative_scan`` under ``torch.compile``, and torchlpc's first-order filter.
+A peer that is not installed is skipped (n/a), not failed."""
+from __future__ import annotations
+
+import os
+import sys
+
+import torch
+
+import lrbench
+
+from .common import inputs, median_seconds, setup_once
+
+PEERS = ["jax-scan", "jax-associative-scan", "torch-compiled-assoc", "torchlpc"]
+SHAPES = ["1048576x4", "65536x256", "4096x4096", "1048576x1", "4096x16"]
+
+
+def _jax(kind, a, x):
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError as e:
+        raise NotImplementedError(f"jax is not installed: {e}") from e
+    a, x = jnp.asarray(a.numpy()), jnp.asarray(x.numpy())
+    if kind == "jax-scan":
+        def run(a, x):
+            def step(h, ax):
+                h = ax[0] * h + ax[1]
+                return h, h
+            return jax.lax.scan(step, jnp.zeros_like(x[0]), (a, x))[1]
+    else:
+        def run(a, x):
+            def combine(l, r):
+                return l[0] * r[0], r[0] * l[1] + r[1]
+            return jax.lax.associative_scan(combine, (a, x))[1]
+    fn = jax.jit(run)
+    return lambda: fn(a, x).block_until_ready()
+
+
+def _torch_compiled(a, x):
+    if os.environ.get("CI") == "true":
+        raise NotImplementedError("torch.compile takes 30-60 s a shape here; not run on CI")
+    from torch._higher_order_ops.associative_scan import associative_scan
+
+    def combine(l, r):
+        return l[0] * r[0], r[0] * l[1] + r[1]
+    fn = torch.compile(lambda a, x: associative_scan(combine, (a, x), dim=0, combine_mode="generic")[1])
+    return lambda: fn(a, x)
+
+
+def _torchlpc(a, x):
+    try:
+        from torchlpc import sample_wise_lpc
+    except ImportError as e:
+        raise NotImplementedError(f"torchlpc is not installed: {e}") from e
+    # y[t] = x[t] - A[t] y[t-1]: channels as the batch, one coefficient per step
+    xb, Ab = x.T.contiguous(), (-a).T.contiguous().unsqueeze(-1)
+    return lambda: sample_wise_lpc(xb, Ab)
+
+
+def make(subject: str, T: int, N: int):
+    """(call): a warmed-up scan of seeded fp32 (T, N) inputs by ``subject`` (a peer or lrbench's)."""
+    a, x = inputs(T, N, "float32", "cpu")
+    torch.set_grad_enabled(False)
+    if subject.startswith("jax"):
+        call = _jax(subject, a, x)
+    elif subject == "torch-compiled-assoc":
+        call = _torch_compiled(a, x)
+    elif subject == "torchlpc":
+        call = _torchlpc(a, x)
+    else:
+        call = lambda: lrbench.linear_recurrence(a, x, backend=subject)
+    call()
+    return call
+
+
+class Peers:
+    params = (PEERS + ["auto"], SHAPES)
+    param_names = ["subject", "TxN"]
+    timeout = 600
+
+    @setup_once
+    def setup(self, subject, TxN):
+        T, N = map(int, TxN.split("x"))
+        self.call = make(subject, T, N)
+
+    def time_forward(self, subject, TxN):
+        self.call()
+
+
+class AutoVsPeers:
+    """The fastest installed peer's time over auto's, at the worst shape (>= 1: auto at least as
+    fast as every peer). The worst shape is printed to stderr."""
+    timeout = 1800
+
+    def track_worst_peer_over_auto_higher_is_better(self):
+        worst, where = float("inf"), None
+        for TxN in SHAPES:
+            T, N = map(int, TxN.split("x"))
+            auto = median_seconds(make("auto", T, N), "cpu")
+            for p in PEERS:
+                try:
+                    t = median_seconds(make(p, T, N), "cpu")
+                except NotImplementedError:
+                    continue
+                if t / auto < worst:
+                    worst, where = t / auto, (TxN, p, t, auto)
+        if where is None:
+            raise NotImplementedError("no peer is installed")
+        print(f"worst: {where[0]}: {where[1]} {where[2] * 1e3:.2f} ms, auto {where[3] * 1e3:.2f} ms",
+              file=sys.stderr)
+        return worst
+    track_worst_peer_over_auto_higher_is_better.unit = "peer / auto"
