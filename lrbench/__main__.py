@@ -1,4 +1,4 @@
-"""``python -m lrbench``: the ``lrbench`` command."""
+"""``python -m lrbench`` (and ``torchrun -m lrbench``): the ``lrbench`` command."""
 import sys
 
 from .cli import main

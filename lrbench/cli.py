@@ -1,4 +1,4 @@
-"""The ``lrbench`` command: report, perfcheck, train, reproduce-2b, seed000, backends,
+"""The ``lrbench`` command: report, perfcheck, train, reproduce-2b, seed000, seqpar-bench, backends,
 kernels, machine, info.
 
 Conventions (those of Python's own tools): ``--help`` on the command and on each sub-command,
@@ -83,6 +83,11 @@ def _auto_table(args):
     print(f"{'wrote' if changed else 'unchanged:'} {TABLE}")
 
 
+def _seqpar_bench(args):
+    from .distributed.bench import main as seqpar_bench
+    return seqpar_bench(args)
+
+
 def _machine(args):
     from .machine import name
     print(name())
@@ -131,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .reproduce import parser as repro_parser
     repro_parser(command("reproduce-2b", "Table 3: GILR-LSTM vs LSTM on problem 2b over seeds", _reproduce))
     command("info", "print the machine stamp results carry (JSON)", _info)
+    from .distributed.bench import parser as seqpar_parser
+    seqpar_parser(command("seqpar-bench", "time the sequence-parallel scan on 1, 2 and 4 CPU ranks (gloo) "
+                          "and count the bytes exchanged", _seqpar_bench))
     return p
 
 

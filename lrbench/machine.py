@@ -30,6 +30,18 @@ def _git_commit() -> str:
         return "unknown"
 
 
+def available_memory() -> int | None:
+    """Bytes of memory available to a new process (Linux ``MemAvailable``), or None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def info() -> dict:
     import numba
     import numpy

@@ -330,6 +330,8 @@ def run(results: str = "results") -> tuple[list[Path], list[str]]:
     paper2 = _paper(root / "paper" / "table2.csv", problems)
     paper_hm = _paper(root / "paper" / "heatmap.csv", problems)
     written: list[Path] = []
+    from .distributed.chart import seqpar_chart
+    seqpar_chart(root, figures, tables, written, problems)
     if df.empty:
         raise NoResults(f"{root / 'asv'}: no usable results; run `make bench` first", problems)
     for machine, d in df.groupby("machine"):

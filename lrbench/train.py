@@ -39,7 +39,7 @@ from .tasks import problem_2b
 CONVERGED_AFTER = 5
 # What a run is: a resume with any of these changed is refused.
 FIXED = ("model", "T", "p", "hidden", "layers", "batch", "optimizer", "seed", "device", "surrogate",
-         "qrnn_k", "forget_bias")
+         "qrnn_k", "forget_bias", "dtype")
 # What may change when resuming: applied from the resume on, and recorded in metrics.jsonl.
 CHANGEABLE = ("lr", "max_steps", "max_seconds", "checkpoint_every", "scan_backend")
 RUN_FILES = ("metrics.jsonl", "summary.json", checkpoint.NAME, checkpoint.PREVIOUS)
@@ -76,6 +76,11 @@ def parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     again.add_argument("--overwrite", action="store_true",
                        help="start afresh in OUT, moving an earlier run's files into OUT/overwritten-<k>/")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32",
+                   help="dtype of the weights and activations")
+    p.add_argument("--sequence-parallel", action="store_true",
+                   help="under torchrun: split each sequence's time axis over the ranks "
+                        "(docs/sequence-parallel.md); rank r > 0 writes to OUT/rank<r>")
     return p
 
 
@@ -155,7 +160,13 @@ def _start(args, device):
 
 def train(args) -> dict:
     """Run (or resume) one training run; returns the summary also written to OUT/summary.json."""
-    dev = torch.device(args.device)
+    dev, run_step = torch.device(args.device), _step
+    if args.sequence_parallel:
+        from .distributed.training import SequenceParallel
+        seqpar = SequenceParallel(args)                       # joins the torchrun job
+        dev, run_step = seqpar.device, seqpar.step
+        args = argparse.Namespace(**{**vars(args), "out": str(seqpar.out(Path(args.out))),
+                                     "quiet": args.quiet or seqpar.rank > 0})
     _check_backend(args.scan_backend)
     ck, ck_path, changed = _start(args, dev)
     out = Path(args.out)
@@ -164,7 +175,9 @@ def train(args) -> dict:
         atomic.remove_stale(out, name)
     torch.manual_seed(args.seed)
     model = SequenceClassifier(args.model, args.p, args.hidden, args.layers, 2, args.scan_backend,
-                               args.qrnn_k, args.surrogate, args.forget_bias).to(dev)
+                               args.qrnn_k, args.surrogate, args.forget_bias).to(dev, getattr(torch, args.dtype))
+    if args.sequence_parallel:
+        seqpar.attach(model)
     opt = (torch.optim.Adam if args.optimizer == "adam" else torch.optim.SGD)(model.parameters(), lr=args.lr)
     data_gen = torch.Generator(device=dev).manual_seed(args.seed + 1)
     step, elapsed, streak, converged_at = 0, 0.0, 0, None
@@ -203,17 +216,14 @@ def train(args) -> dict:
         budget = args.max_seconds if args.max_seconds is not None else float("inf")
         while step < args.max_steps and converged_at is None and time.perf_counter() - start < budget:
             idx, sign, label = problem_2b(args.T, args.batch, args.p, data_gen, dev)
-            logits = model(idx, sign)
-            loss = F.cross_entropy(logits, label)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss, acc = run_step(model, idx, sign, label)
             opt.step()
             step += 1
-            acc = (logits.argmax(-1) == label).float().mean().item()
             streak = streak + 1 if acc == 1.0 else 0
             if streak >= CONVERGED_AFTER:
                 converged_at = step
-            rec = dict(step=step, loss=loss.item(), acc=acc, seconds=time.perf_counter() - start)
+            rec = dict(step=step, loss=loss, acc=acc, seconds=time.perf_counter() - start)
             write(rec)
             if bar:
                 bar.update(1)
@@ -230,6 +240,14 @@ def train(args) -> dict:
                    converged=converged_at is not None, converged_at=converged_at)
     atomic.write_json(out / "summary.json", summary, indent=1)
     return summary
+
+
+def _step(model, idx, sign, label) -> tuple[float, float]:
+    """Forward and backward of one minibatch on this process: (loss, accuracy)."""
+    logits = model(idx, sign)
+    loss = F.cross_entropy(logits, label)
+    loss.backward()
+    return loss.item(), (logits.argmax(-1) == label).float().mean().item()
 
 
 def _truncate_metrics(path: Path, step: int):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from lrbench.machine import available_memory
 from lrbench.scan import cpu_chunked, cpu_serial
 from lrbench.scan._flat import Order
 
@@ -16,14 +17,7 @@ ELEMS = (1 << 31) + 4096
 
 
 def _mem_available() -> int:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+    return available_memory() or 0
 
 
 pytestmark = [pytest.mark.bigmem,

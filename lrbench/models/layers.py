@@ -30,23 +30,31 @@ def set_scan_backend(module: nn.Module, name: str) -> None:
             mod.scan_backend = name
 
 
-def _scan(a, x, backend):
-    return linear_recurrence(a, x, dim=0, backend=backend)
+def _scan(a, x, backend, group=None, with_start=False):
+    """h; with ``with_start`` also the state before the first step: 0, or with a process ``group``
+    (sequence parallelism, ``lrbench.distributed``) where the previous rank's slice ends."""
+    if group is None:
+        h = linear_recurrence(a, x, dim=0, backend=backend)
+        return (h, x.new_zeros(x.shape[1:])) if with_start else h
+    from ..distributed import linear_recurrence_with_start
+    h, start = linear_recurrence_with_start(a, x, group=group, backend=backend)
+    return (h, start) if with_start else h
 
 
 class GILR(nn.Module):
     """Gated impulse linear recurrent layer (§3.1): g = σ(U x + b_g), i = τ(V x + b_i),
     h_t = g_t h_{t-1} + (1 - g_t) i_t. The paper's code defaults τ to ELU."""
+    scan_group = None                                   # a process group: sequence parallel
 
     def __init__(self, m: int, n: int, scan_backend: str = "auto", nonlin=F.elu):
         super().__init__()
         self.proj, self.nonlin, self.scan_backend = nn.Linear(m, 2 * n), nonlin, scan_backend
         _init(self.proj)
 
-    def forward(self, x):
+    def forward(self, x, with_start=False):
         gate, imp = self.proj(x).chunk(2, dim=-1)
         g = torch.sigmoid(gate)
-        return _scan(g, (1 - g) * self.nonlin(imp), self.scan_backend)
+        return _scan(g, (1 - g) * self.nonlin(imp), self.scan_backend, self.scan_group, with_start)
 
 
 class GILRLSTM(nn.Module):
@@ -56,6 +64,7 @@ class GILRLSTM(nn.Module):
     ``surrogate="previous"`` follows the paper's equations (gates see h̃_{t-1}, zero at t = 0);
     ``"current"`` follows the paper's code, which feeds h̃_t (already containing x_t).
     """
+    scan_group = None
 
     def __init__(self, m: int, n: int, scan_backend: str = "auto", surrogate: str = "previous",
                  forget_bias: float = FORGET_BIAS):
@@ -68,11 +77,13 @@ class GILRLSTM(nn.Module):
         _init(self.gates, forget=slice(0, n), forget_bias=forget_bias)
 
     def forward(self, x):
-        ht = self.gilr(x)
         if self.surrogate == "previous":
-            ht = torch.cat([torch.zeros_like(ht[:1]), ht[:-1]])
+            ht, start = self.gilr(x, with_start=True)
+            ht = torch.cat([start[None], ht[:-1]])
+        else:
+            ht = self.gilr(x)
         f, i, o, z = self.gates(torch.cat([ht, x], dim=-1)).chunk(4, dim=-1)
-        c = _scan(torch.sigmoid(f), torch.sigmoid(i) * torch.tanh(z), self.scan_backend)
+        c = _scan(torch.sigmoid(f), torch.sigmoid(i) * torch.tanh(z), self.scan_backend, self.scan_group)
         return torch.sigmoid(o) * c
 
 
@@ -80,6 +91,7 @@ class SRU(nn.Module):
     """Simple recurrent unit (Lei & Zhang 2017, as in the paper's code): x̃, f, r from one matmul,
     c_t = f_t c_{t-1} + (1 - f_t) x̃_t, h_t = r_t c_t + (1 - r_t) x_t (highway). When m != n the
     highway goes through a linear map of x."""
+    scan_group = None
 
     def __init__(self, m: int, n: int, scan_backend: str = "auto", forget_bias: float = FORGET_BIAS):
         super().__init__()
@@ -92,7 +104,7 @@ class SRU(nn.Module):
     def forward(self, x):
         xt, f, r = self.proj(x).chunk(3, dim=-1)
         f, r = torch.sigmoid(f), torch.sigmoid(r)
-        c = _scan(f, (1 - f) * xt, self.scan_backend)
+        c = _scan(f, (1 - f) * xt, self.scan_backend, self.scan_group)
         return r * c + (1 - r) * self.skip(x)
 
 

@@ -1,0 +1,10 @@
+"""Sequence parallelism over ``torch.distributed``: one contiguous slice of the time axis per rank.
+
+``linear_recurrence(a, x, h0, group=..., backend=...)`` solves ``h[t] = a[t] h[t-1] + x[t]`` over
+the whole sequence, each rank of the process group holding the slice of ``a`` and ``x`` that
+follows the previous rank's, and returns that rank's slice of ``h``. Only per-channel summaries
+cross ranks (docs/sequence-parallel.md has the algorithm, its cost model and the measurements).
+"""
+from .scan import Traffic, linear_recurrence, linear_recurrence_with_start, traffic
+
+__all__ = ["linear_recurrence", "linear_recurrence_with_start", "traffic", "Traffic"]
