@@ -23,6 +23,11 @@
 #ifndef LRB_ITEMS
 #define LRB_ITEMS 8  // L: time steps per thread
 #endif
+// Tests only (tests/test_emulation.py): d > 0 drops the predecessor at distance d from the
+// look-back, a deliberately broken kernel that the emulation must catch.
+#ifndef LRB_BROKEN_DROP_PREDECESSOR
+#define LRB_BROKEN_DROP_PREDECESSOR 0
+#endif
 
 // Shared-memory index with one pad word per 32, so that threads walking their own L rows of a
 // narrow tile do not collide on banks.
@@ -148,6 +153,7 @@ __device__ Acc slice_carry(const Tile& k, const Acc* ta, const Acc* tx, const IO
             do { f = vf[f_at]; } while (f < (use_incl ? 2 : 1));
             __threadfence();
             if (use_incl) { h_acc = h_acc + a_acc * __ldcg(incl_h + j * k.N + col); break; }
+            if (LRB_BROKEN_DROP_PREDECESSOR && k.tb - j == LRB_BROKEN_DROP_PREDECESSOR) continue;
             h_acc = h_acc + a_acc * __ldcg(agg_h + j * k.N + col);
             a_acc = a_acc * __ldcg(agg_a + j * k.N + col);
         }
