@@ -48,7 +48,8 @@ def _entries(src: Path, defines) -> list[str]:
     out = subprocess.run([CXX, "-E", "-x", "c++", "-std=c++17", f"-I{INCLUDE}", f"-I{KERNELS}",
                           "-D__global__=__lrb_global__", *defines, str(src)],
                          capture_output=True, text=True, check=True).stdout
-    return sorted(set(re.findall(r'extern\s+"C"\s+__lrb_global__\s+void\s+(\w+)\s*\(', out)))
+    pat = r'extern\s+"C"\s+__lrb_global__\s+void\s+(?:__launch_bounds__\s*\([^)]*\)\s*)?(\w+)\s*\('
+    return sorted(set(re.findall(pat, out)))
 
 
 @contextlib.contextmanager
