@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from .common import (BACKENDS, GPU_MIN_BUFFER, backend_device, copy_seconds, cuda_available,
+from .common import (BACKENDS, GPU_MIN_BUFFER, backend_device, check_device, copy_seconds,
                      median_seconds, scan_call, setup_once, sync)
 
 SIZES_MB = [16, 256, 2048]
@@ -24,8 +24,7 @@ class Copy:
 
     @setup_once
     def setup(self, device, MB):
-        if device == "cuda" and not cuda_available():
-            raise NotImplementedError("no CUDA device")
+        check_device(device)
         if device == "cuda" and MB << 20 < GPU_MIN_BUFFER:
             raise NotImplementedError(f"{MB} MB fits in a GPU's L2: GPU copies use >= 1 GiB")
         if device == "cpu" and MB > CPU_MAX_MB:

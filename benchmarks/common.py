@@ -49,6 +49,16 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
+def check_device(device: str) -> None:
+    """NotImplementedError unless ``device`` can run here and is selected: LRBENCH_BENCH_DEVICES
+    (comma-separated) narrows a run, e.g. to ``cuda`` so a GPU window never times the CPU."""
+    selected = os.environ.get("LRBENCH_BENCH_DEVICES")
+    if selected and device not in selected.split(","):
+        raise NotImplementedError(f"this run measures {selected} only (LRBENCH_BENCH_DEVICES)")
+    if device == "cuda" and not cuda_available():
+        raise NotImplementedError("no CUDA device")
+
+
 def sync(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
@@ -62,8 +72,7 @@ def backend_device(backend: str) -> str:
 def require(backend: str, T: int, N: int, dtype: str):
     """The backend's module, or NotImplementedError saying why this combination cannot run here."""
     device = backend_device(backend)
-    if device == "cuda" and not cuda_available():
-        raise NotImplementedError("no CUDA device")
+    check_device(device)
     if T * N > MAX_ELEMENTS[device]:
         raise NotImplementedError(f"T*N = {T * N} exceeds this suite's {device} budget")
     if T > MAX_T.get(backend, T) or (device == "cpu" and T * N > MAX_CPU_ELEMENTS.get(backend, T * N)):

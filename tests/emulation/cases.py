@@ -4,7 +4,8 @@ and fused ``backward`` on one shape and compares h, dx, da and dh0 with the floa
 
 ``python tests/emulation/cases.py --sanitize`` runs the sanitizer subset under an
 ``-fsanitize=address,undefined`` build; it must be started with libasan preloaded
-(tests/test_emulation.py does that).
+(tests/test_emulation.py does that). ``--gpu`` runs that subset on the device, for
+compute-sanitizer (benchmarks/gpu.sh).
 """
 from __future__ import annotations
 
@@ -122,9 +123,19 @@ def check(case: Case, device: str = "cpu") -> None:
         assert_close(name, out.cpu(), ref, **TOL[DTYPES[case.dt]])
 
 
-if __name__ == "__main__" and sys.argv[1:] == ["--sanitize"]:
-    from emulation.emu import Emulator, emulated
-    with emulated(Emulator(sanitize=True, workers=3)):
+if __name__ == "__main__":
+    # --sanitize: the subset under the ASan/UBSan emulation build (libasan preloaded);
+    # --gpu: the same subset on the device (benchmarks/gpu.sh runs it under compute-sanitizer).
+    mode = sys.argv[1:]
+    if mode not in (["--sanitize"], ["--gpu"]):
+        sys.exit("usage: cases.py --sanitize | --gpu")
+    if mode == ["--sanitize"]:
+        from emulation.emu import Emulator, emulated
+        ctx, device = emulated(Emulator(sanitize=True, workers=3)), "cpu"
+    else:
+        import contextlib
+        ctx, device = contextlib.nullcontext(), "cuda"
+    with ctx:
         for c in SANITIZE:
-            check(c)
+            check(c, device)
             print("ok", c.id, flush=True)
