@@ -37,8 +37,6 @@ mode=${1:?usage: gpu.sh [--dry-run] a|b|c|all COMMIT | prepare | merge ARCHIVE..
 if [ "$mode" = prepare ]; then
     mkdir -p .gpu
     git bundle create .gpu/head.bundle HEAD 2>/dev/null && git rev-parse HEAD > .gpu/commit
-    grep -qx '/.gpu/' "$(git rev-parse --git-common-dir)/info/exclude" 2>/dev/null \
-        || echo '/.gpu/' >> "$(git rev-parse --git-common-dir)/info/exclude"
     echo "bundled $(cat .gpu/commit): carry .gpu (and .whl) to the device"
     exit 0
 fi
