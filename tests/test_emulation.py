@@ -41,10 +41,12 @@ def test_case_grid_covers_the_launch_paths():
     """The grid reaches both load paths of cuda-scan, hundreds of tiles, every kernel and dtype."""
     from lrbench.scan import cuda_scan
     grid = kc.cases()
-    plans = [cuda_scan.plan(c.T, c.N, torch.float32, (torch.empty(4),)) for c in grid
-             if c.backend == "cuda-scan" and c.dt == "fp32" and not c.offset]
+    plans = [cuda_scan.plan(c.T, c.N, torch.float32, (torch.empty(4),), d) for c in grid
+             for d in ("forward", "backward") if c.backend == "cuda-scan" and c.dt == "fp32" and not c.offset]
     assert any(p.vec for p in plans) and any(not p.vec for p in plans)
-    assert max(p.n_tb for p in plans) >= 300 > 2 * cuda_scan.WINDOW
+    assert any(p.narrow for p in plans) and any(not p.narrow for p in plans)
+    crossed = {(p.CB, p.L) for p in plans if p.n_tb > p.window + 1}
+    assert {(1, 16), (1, 12), (4, 16), (8, 16), (32, 8)} <= crossed     # every look-back shape
     assert {(c.backend, c.dt) for c in grid} >= {
         ("cuda-scan", d) for d in ("fp32", "fp16", "bf16")} | {
         ("cuda-serial", d) for d in kc.DTYPES} | {("cuda-paper", "fp32")}
@@ -53,22 +55,28 @@ def test_case_grid_covers_the_launch_paths():
 
 
 def _scan_outputs(seed, workers, T, N):
+    """(h, ga, gx, gh0) of cuda-scan, and how many times a look-back waited (__nanosleep)."""
     a, x, h0 = kc.make_inputs(T, N, torch.float32, "long", seed=5)
     from lrbench.scan import cuda_scan
-    with emulated(Emulator(seed=seed, workers=workers, yield_permille=100)):
+    em = Emulator(seed=seed, workers=workers, yield_permille=100)
+    before = em.sleeps("scan")
+    with emulated(em):
         h = cuda_scan.forward(a, x, h0, False)
-        return (h, *cuda_scan.backward(a, h, h0, torch.ones_like(h), False))
+        out = (h, *cuda_scan.backward(a, h, h0, torch.ones_like(h), False))
+    return out, em.sleeps("scan") - before
 
 
-@pytest.mark.parametrize("T,N", [(300 * 64 + 7, 33), (40 * 2048 + 1, 1)])
+@pytest.mark.parametrize("T,N", [(300 * 64 + 7, 33), (40 * 4096 + 1, 1)])
 def test_scan_is_bitwise_deterministic(T, N):
-    """Block order and timing change between runs; the bits do not."""
-    first, second = _scan_outputs(11, 4, T, N), _scan_outputs(12, 3, T, N)
+    """Block order and timing change between runs, and look-backs really wait; the bits do not
+    change."""
+    (first, waits1), (second, waits2) = _scan_outputs(11, 4, T, N), _scan_outputs(12, 3, T, N)
     for u, v in zip(first, second):
         assert torch.equal(u, v)
+    assert waits1 + waits2 > 0, "no look-back ever found a predecessor not ready"
 
 
-BROKEN = [kc._case("cuda-scan", "fp32", 300 * 64 + 5, 33), kc._case("cuda-scan", "fp32", 4097, 1)]
+BROKEN = [kc._case("cuda-scan", "fp32", kc._many_tiles(33), 33), kc._case("cuda-scan", "fp32", 3 * 4096 + 1, 1)]
 
 
 @pytest.mark.parametrize("case", BROKEN, ids=lambda c: c.id)

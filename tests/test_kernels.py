@@ -17,7 +17,8 @@ if not os.environ.get("CI"):
 ENTRIES = {
     "serial": [f"serial_{d}_{t}" for d in ("forward", "backward") for t in ("f32", "f64", "f16", "bf16")],
     "paper": ["reduction_kernel", "block_scan_kernel", "warp_scan_kernel"],
-    "scan": [f"scan_{d}_{t}" for d in ("forward", "backward") for t in ("f32", "f16", "bf16")],
+    "scan": [f"scan_{d}{w}{t}" for d in ("forward", "backward") for w in ("_", "_narrow_")
+             for t in ("f32", "f16", "bf16")],
 }
 
 
@@ -101,14 +102,18 @@ ptxas info    : Used 255 registers, used 1 barriers, 16 bytes smem
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 def test_scan_plan_fits_the_hardware(T, N, dtype):
     x = torch.empty(4)
-    p = cuda_scan.plan(T, N, dtype, (x,))
-    assert 1 <= p.CB * p.S <= cuda_scan.THREADS
-    assert p.n_cg * p.CB >= N > (p.n_cg - 1) * p.CB
-    assert p.n_tb * p.rows >= T > (p.n_tb - 1) * p.rows
-    assert p.smem_bytes(3) <= 48 * 1024                       # no opt-in needed
-    assert p.n_tb * p.n_cg < 2 ** 31                          # grid.x limit
-    V = 16 // x.element_size() if dtype == torch.float32 else 8
-    assert p.vec == (p.CB % V == 0 and N % V == 0)
+    for direction, tiles in (("forward", 2), ("backward", 3)):
+        p = cuda_scan.plan(T, N, dtype, (x,), direction)
+        assert 1 <= p.CB * p.S <= cuda_scan.THREADS
+        assert p.n_cg * p.CB >= N > (p.n_cg - 1) * p.CB
+        assert p.n_tb * p.rows >= T > (p.n_tb - 1) * p.rows
+        assert p.smem_bytes(tiles) <= 48 * 1024                   # no opt-in needed
+        assert p.n_tb * p.n_cg < 2 ** 31                          # grid.x limit
+        # One pass of the parallel look-back folds the whole window.
+        assert 2 <= p.window <= p.S * cuda_scan.LOOKBACK_RUN + 1
+        assert p.narrow == (p.n_cg == 1)
+        V = 16 // x.element_size() if dtype == torch.float32 else 8
+        assert p.vec == (p.CB % V == 0 and N % V == 0)
 
 
 def test_scan_plan_refuses_vectors_when_misaligned():

@@ -47,10 +47,19 @@ def _case(backend, dt, T, N, offset=0):
     return Case(backend, dt, T, N, (T + N) % 2 == 0, (T // 2 + N) % 2 == 1, offset)
 
 
+def _plan(N: int):
+    """cuda-scan's forward plan at N channels (fp32)."""
+    return cuda_scan.plan(1, N, torch.float32, ())
+
+
 def _rows(N: int) -> int:
-    """Time steps per cuda-scan tile at N channels."""
-    CB = min(N, cuda_scan.MAX_CB)
-    return cuda_scan.THREADS // CB * cuda_scan.ITEMS
+    """Time steps per cuda-scan forward tile at N channels."""
+    return _plan(N).rows
+
+
+def _many_tiles(N: int) -> int:
+    """A T whose forward tiles outnumber the look-back window, so its base is not tile 0."""
+    return (_plan(N).window + 3) * _rows(N) + 5
 
 
 def cases() -> list[Case]:
@@ -60,9 +69,9 @@ def cases() -> list[Case]:
     for T in (1, 2, 31, 33, 1000, 2047, 2049, 4097):
         for N in (1, 3, 4, 32, 33, 100):
             out.append(_case("cuda-scan", "fp32", T, N))
-    # Hundreds of tiles: the look-back window is crossed many times.
+    # Hundreds of tiles: the look-back window is crossed.
     for N in (1, 4, 8, 33):
-        for T in (300 * _rows(N) + 5, 200 * _rows(N)):
+        for T in (_many_tiles(N), 40 * _rows(N)):
             out.append(_case("cuda-scan", "fp32", T, N))
     out.append(_case("cuda-scan", "fp32", 1000, 8, offset=1))      # aligned shape, misaligned data
     out.append(_case("cuda-scan", "fp32", 4097, 32, offset=4))     # aligned again after 4

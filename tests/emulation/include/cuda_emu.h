@@ -411,7 +411,8 @@ int launch(void (*k)(A...), const Config& c, void** argv, const int* sizes, int 
         return lrb_emu::launch(&name, *c, argv, sizes, n);                                        \
     }
 
-extern "C" inline unsigned long long lrb_emu_sleeps() { return lrb_emu::sleeps.load(); }
+// The header is included by one translation unit per library (tests/emulation/emu.py).
+extern "C" unsigned long long lrb_emu_sleeps() { return lrb_emu::sleeps.load(); }
 
 // ---- the device API ----------------------------------------------------------------------------
 inline void __syncthreads() { lrb_emu::syncthreads(); }
