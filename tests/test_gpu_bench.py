@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchmarks import bench_bandwidth, common
+from pathlib import Path
+
+from benchmarks import bench_bandwidth, common, scan_model
 
 
 class FakeEvent:
@@ -58,3 +60,16 @@ def test_gpu_memory_check_empties_the_cache_first(monkeypatch):
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: seen.append("empty"))
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda: (seen.append("info"), (7, 9))[1])
     assert test_gpu.free_gpu_bytes() == 7 and seen == ["empty", "info"]
+
+
+def test_readme_holds_the_model():
+    """kernels/README.md's tables are scan_model's output, and the model's claims hold."""
+    readme = (Path(__file__).parent.parent / "kernels" / "README.md").read_text()
+    block = readme.split("<!-- model: python -m benchmarks.scan_model -->\n")[1].split("<!-- /model -->")[0]
+    assert block == scan_model.markdown()
+    for device, (bandwidth, _) in scan_model.DEVICES.items():
+        for N in scan_model.NS:
+            for d in ("forward", "backward"):
+                old, new = (scan_model.gbps(x, device, 1 << 24, N, d) for x in (scan_model.OLD, scan_model.NEW))
+                assert old <= new <= bandwidth / 1e9
+        assert scan_model.gbps(scan_model.OLD, device, 1 << 24, 1, "forward") < 300   # the review's ~0.2 TB/s
