@@ -89,6 +89,26 @@ def test_broken_lookback_is_caught(case):
         kc.check(case)
 
 
+def test_warp_operations():
+    """The emulation's shuffles, ballot and __syncwarp (tests/data/emu_warp.cu) against NumPy."""
+    import numpy as np
+    from lrbench.scan import _cupy
+    n = 150
+    x = torch.randint(0, 100, (n,), dtype=torch.int32, generator=torch.Generator().manual_seed(3))
+    prefix, total, lane5 = (torch.full((n,), -1, dtype=torch.int32) for _ in range(3))
+    odd = torch.zeros(5, dtype=torch.int32)
+    Emulator().launch(str(HERE / "data" / "emu_warp.cu"), "warp_ops", None, (3,), (64,),
+                      tuple(_cupy.ptr(t) for t in (x, prefix, odd, total, lane5)) + (_cupy.i64(n),))
+    xs = np.zeros(160, np.int64)
+    xs[:n] = x.numpy()
+    w = xs.reshape(5, 32)
+    assert (prefix.numpy() == np.cumsum(w, axis=1).ravel()[:n]).all()
+    assert (total.numpy() == np.repeat(w.sum(axis=1), 32)[:n]).all()
+    assert (lane5.numpy() == np.repeat(w[:, 5], 32)[:n]).all()
+    bits = ((w & 1) << np.arange(32)).sum(axis=1).astype(np.uint32)
+    assert (odd.numpy().view(np.uint32) == bits).all()
+
+
 def test_wrong_argument_type_is_refused():
     """A Python int where the kernel takes an int64 (CuPy would pass it unchecked)."""
     from lrbench.scan import _cupy

@@ -61,8 +61,10 @@ def _locked(path: Path):
 
 
 def build(name: str, defines: tuple[str, ...] = (), sanitize: bool = False) -> Path:
-    """``kernels/<name>.cu`` as a shared library of ``lrb_emu__<entry>`` launchers (cached)."""
-    src = KERNELS / f"{name}.cu"
+    """``kernels/<name>.cu`` (or the ``.cu`` file at path ``name``) as a shared library of
+    ``lrb_emu__<entry>`` launchers (cached)."""
+    src = Path(name) if name.endswith(".cu") else KERNELS / f"{name}.cu"
+    name = src.stem
     flags = (*FLAGS, *(SANITIZE if sanitize else ()), *defines)
     version = subprocess.run([CXX, "--version"], capture_output=True, text=True).stdout
     h = hashlib.sha256(repr((flags, version)).encode())
