@@ -27,7 +27,8 @@ cd "$ROOT"
 PY=${PYTHON:-python3}
 # Seconds of GPU time each stage plans; the stage stops starting steps when its plan is spent.
 declare -A PLAN=([a]=240 [b]=270 [c]=190)
-# Wheels the device image lacks (../shared/device/fetch-wheels.sh downloads them into .whl/).
+# Wheels the device image lacks (../shared/device/fetch-wheels.sh downloads them into .whl/):
+# required for the asv stages; accelerated-scan and fla-core only for the anchors (n/a without).
 WHEELS="asv asv_runner json5 pympler importlib_metadata virtualenv distlib platformdirs"
 
 dry=0
@@ -138,9 +139,10 @@ git_for_asv() {
 asv_step() {
     local name=$1 secs=$2 regex=$3
     local args=(run -E "existing:$(command -v "$PY")" --show-stderr --machine "$machine"
-                --set-commit-hash "$(git rev-parse HEAD)" -b "$regex")
+                --set-commit-hash "$(git rev-parse HEAD)" -b "$regex"
+                -a rounds=1 -a repeat=5 -a warmup_time=0.05)
     if [ $dry = 1 ]; then args+=(--quick --dry-run --launch-method forkserver)
-    else args+=(--launch-method spawn -a rounds=1 -a repeat=5 -a warmup_time=0.05); fi
+    else args+=(--launch-method spawn); fi
     step "$name" "$secs" cpu env LRBENCH_BENCH_DEVICES=cuda "$PY" -m asv "${args[@]}"
 }
 
@@ -158,7 +160,8 @@ for stage in $stages; do
         step nvidia-smi 20 gpu nvidia-smi
         step machine 30 cpu "$PY" -m lrbench.cli info
         step ptxas 60 cpu "$PY" -m lrbench.cli kernels --arch sm_90
-        step gpu-tests 150 gpu "$PY" -m pytest -m gpu -q -p no:cacheprovider -rs tests/test_gpu.py
+        step gpu-tests 150 gpu "$PY" -m pytest -m gpu -q -p no:cacheprovider -rs --durations=15 \
+            tests/test_gpu.py
         # One small case per kernel, each tensor its own allocation so memcheck sees its bounds.
         step memcheck 40 gpu env PYTORCH_NO_CUDA_MEMORY_CACHING=1 "$SANITIZER" --tool memcheck \
             --error-exitcode 1 "$PY" tests/emulation/cases.py --gpu
