@@ -1,5 +1,6 @@
 # `make bench`: set up .venv, run the asv suite (quick) on this machine, regenerate charts/tables.
-# `make test`: set up .venv and run the tests.  `make perf`: the CI performance check.
+# `make test`: set up .venv and run the tests.  `make perf`: the CI performance check, and the
+# dry run of the staged GPU script (benchmarks/gpu.sh --dry-run).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 ASV := $(VENV)/bin/asv
@@ -34,3 +35,4 @@ perf: asv-machine
 	$(ASV) run -E existing:$(abspath $(PY)) --quick --dry-run --launch-method $(LAUNCH) \
 	  --machine "$$($(VENV)/bin/lrbench machine)"
 	$(VENV)/bin/lrbench perfcheck
+	PYTHON=$(abspath $(PY)) OUT=$$(mktemp -d) bash benchmarks/gpu.sh --dry-run all "$$(git rev-parse HEAD)"

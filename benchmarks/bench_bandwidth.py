@@ -2,17 +2,19 @@
 
 The floor of a forward fp32 scan is 12 bytes per element (read a and x, write h). The ``track_``
 values time scan and copy of the same bytes back to back in one process, so the ratio holds up
-on a slow or noisy machine. asv counts a larger ``track_`` value as worse; these names say
-"higher is better".
+on a slow or noisy machine. On the GPU: CUDA events after a warm-up, and every buffer at least
+1 GiB (``GPU_MIN_BUFFER``), far beyond the L2. asv counts a larger ``track_`` value as worse;
+these names say "higher is better".
 """
 from __future__ import annotations
 
 import torch
 
-from .common import (BACKENDS, backend_device, copy_seconds, cuda_available, median_seconds,
-                     scan_call, setup_once, sync)
+from .common import (BACKENDS, GPU_MIN_BUFFER, backend_device, check_device, copy_seconds,
+                     median_seconds, scan_call, setup_once, sync)
 
-SIZES_MB = [16, 256]
+SIZES_MB = [16, 256, 2048]
+CPU_MAX_MB = 256
 
 
 class Copy:
@@ -22,8 +24,11 @@ class Copy:
 
     @setup_once
     def setup(self, device, MB):
-        if device == "cuda" and not cuda_available():
-            raise NotImplementedError("no CUDA device")
+        check_device(device)
+        if device == "cuda" and MB << 20 < GPU_MIN_BUFFER:
+            raise NotImplementedError(f"{MB} MB fits in a GPU's L2: GPU copies use >= 1 GiB")
+        if device == "cpu" and MB > CPU_MAX_MB:
+            raise NotImplementedError(f"CPU copies are capped at {CPU_MAX_MB} MB")
         self.src = torch.ones(MB << 18, dtype=torch.float32, device=device)
         self.dst = torch.empty_like(self.src)
         self.dst.copy_(self.src)
@@ -38,8 +43,16 @@ class Copy:
     track_copy_GBps_higher_is_better.unit = "GB/s"
 
 
-# 2^24 elements (T, N) on the GPU; a quarter of T on the CPU.
+# 2^24 elements (T, N), scaled per device by ``shape``.
 SHAPES = ["65536x256", "16777216x1", "4096x4096"]
+GPU_SCALE, CPU_SCALE = 32, 1 / 4
+
+
+def shape(backend: str, TxN: str) -> tuple[int, int]:
+    """(T, N) where the backend runs: T x 32 on the GPU (2 GiB per fp32 tensor), T / 4 on the CPU."""
+    T, N = map(int, TxN.split("x"))
+    scale = GPU_SCALE if backend_device(backend) == "cuda" else CPU_SCALE
+    return int(T * scale), N
 
 
 class ScanBandwidth:
@@ -50,9 +63,7 @@ class ScanBandwidth:
 
     @setup_once
     def setup(self, backend, TxN):
-        T, N = map(int, TxN.split("x"))
-        if backend_device(backend) == "cpu":
-            T //= 4
+        T, N = shape(backend, TxN)
         self.nbytes = 12 * T * N                       # fp32: read a and x, write h
         self.device, self.call = scan_call(backend, T, N, "float32")
 

@@ -12,7 +12,7 @@ from torch import nn
 
 from lrbench.models import GILRLSTM, QRNN, SRU
 
-from .common import cuda_available, setup_once, sync
+from .common import check_device, setup_once, sync
 
 RECURRENCE = {("cpu", "serial"): "cpu-serial", ("cpu", "parallel"): "cpu-chunked",
               ("cuda", "serial"): "cuda-serial", ("cuda", "parallel"): "cuda-scan"}
@@ -21,8 +21,7 @@ MODELS = {"sru": lambda m, n, b: SRU(m, n, b), "qrnn-2": lambda m, n, b: QRNN(m,
 
 
 def _device(device: str) -> None:
-    if device == "cuda" and not cuda_available():
-        raise NotImplementedError("no CUDA device")
+    check_device(device)
 
 
 def _step(model: nn.Module, x: torch.Tensor):

@@ -49,6 +49,16 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
+def check_device(device: str) -> None:
+    """NotImplementedError unless ``device`` can run here and is selected: LRBENCH_BENCH_DEVICES
+    (comma-separated) narrows a run, e.g. to ``cuda`` so a GPU window never times the CPU."""
+    selected = os.environ.get("LRBENCH_BENCH_DEVICES")
+    if selected and device not in selected.split(","):
+        raise NotImplementedError(f"this run measures {selected} only (LRBENCH_BENCH_DEVICES)")
+    if device == "cuda" and not cuda_available():
+        raise NotImplementedError("no CUDA device")
+
+
 def sync(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
@@ -62,8 +72,7 @@ def backend_device(backend: str) -> str:
 def require(backend: str, T: int, N: int, dtype: str):
     """The backend's module, or NotImplementedError saying why this combination cannot run here."""
     device = backend_device(backend)
-    if device == "cuda" and not cuda_available():
-        raise NotImplementedError("no CUDA device")
+    check_device(device)
     if T * N > MAX_ELEMENTS[device]:
         raise NotImplementedError(f"T*N = {T * N} exceeds this suite's {device} budget")
     if T > MAX_T.get(backend, T) or (device == "cpu" and T * N > MAX_CPU_ELEMENTS.get(backend, T * N)):
@@ -118,12 +127,27 @@ def scan_call(backend: str, T: int, N: int, dtype: str, grad: bool = False, outp
     return device, call
 
 
+def cuda_event_seconds(fn) -> float:
+    """One call of ``fn`` timed by CUDA events on the current stream (no host overhead)."""
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    fn()
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end) / 1e3
+
+
 def median_seconds(fn, device: str) -> float:
-    """Median wall time of ``fn``, synchronised on the GPU, after a warm-up (lrbench's timer)."""
-    def synced():
-        fn()
-        sync(device)
-    return median_time(synced)
+    """Median time of ``fn`` after a warm-up (lrbench's timer): CUDA events on the GPU, the wall
+    clock on the CPU."""
+    if device == "cuda":
+        return median_time(fn, timed=cuda_event_seconds)
+    return median_time(fn)
+
+
+# Device buffers at least this big, so a copy or scan streams from HBM, not from the L2 (60 MB on
+# an H200).
+GPU_MIN_BUFFER = 1 << 30
 
 
 def copy_seconds(nbytes: int, device: str) -> float:

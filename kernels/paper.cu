@@ -11,6 +11,10 @@
 // index arithmetic (the original had no reverse and flipped tensors in TensorFlow).
 #include "common.cuh"
 
+// The paper's configuration: 1024 threads, 2 blocks resident per SM, so at most 32 registers per
+// thread (checked against ptxas in tests/test_kernels.py).
+#define LRB_PAPER_BOUNDS __launch_bounds__(1024, 2)
+
 // Contiguous share of n_jobs for worker idx of n_workers: the first n % k get one more.
 __device__ __forceinline__ void divide_work(i64 n_jobs, i64 n_workers, i64 idx, i64* start, i64* stop) {
     i64 per = n_jobs / n_workers, extra = n_jobs % n_workers;
@@ -30,7 +34,7 @@ __device__ __forceinline__ void warp_start_stop(i64 T, i64* start, i64* stop) {
 // Physical row of logical step t.
 __device__ __forceinline__ i64 row(i64 t, i64 T, int reverse) { return reverse ? T - 1 - t : t; }
 
-extern "C" __global__ void reduction_kernel(const float* a, const float* x, const float* h0,
+extern "C" __global__ void LRB_PAPER_BOUNDS reduction_kernel(const float* a, const float* x, const float* h0,
                                             float* decay_storage, float* h_storage,
                                             i64 T, i64 N, int reverse) {
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -38,13 +42,17 @@ extern "C" __global__ void reduction_kernel(const float* a, const float* x, cons
     float* hs = h_storage + blockIdx.x * 33 * N;
     i64 start, stop;
     warp_start_stop(T, &start, &stop);
+    const i64 step = reverse ? -N : N;   // between consecutive logical steps
     for (i64 i = lane; i < N; i += 32) {
         float cum_decay = 1.0f;
         float h = (blockIdx.x == 0 && warp == 0 && h0) ? h0[i] : 0.0f;
-        for (i64 t = start; t < stop; ++t) {
-            i64 p = row(t, T, reverse) * N + i;
-            cum_decay *= a[p];
-            h = a[p] * h + x[p];
+        const float* ap = a + row(start, T, reverse) * N + i;
+        const float* xp = x + row(start, T, reverse) * N + i;
+#pragma unroll 1
+        for (i64 n = stop - start; n > 0; --n, ap += step, xp += step) {
+            const float av = *ap;
+            cum_decay *= av;
+            h = av * h + *xp;
         }
         ds[warp * N + i] = cum_decay;
         hs[warp * N + i] = h;
@@ -52,10 +60,14 @@ extern "C" __global__ void reduction_kernel(const float* a, const float* x, cons
     __syncthreads();
     // The block's 32 warp summaries, combined serially (the original's "TODO: parallel reduction").
     for (i64 i = threadIdx.x; i < N; i += blockDim.x) {
-        float cum_decay = ds[i], h = hs[i];
+        const float *dp = ds + i, *hp = hs + i;
+        float cum_decay = *dp, h = *hp;
+#pragma unroll 1
         for (int w = 1; w < 32; ++w) {
-            h = ds[w * N + i] * h + hs[w * N + i];
-            cum_decay *= ds[w * N + i];
+            dp += N;
+            hp += N;
+            h = *dp * h + *hp;
+            cum_decay *= *dp;
         }
         ds[32 * N + i] = cum_decay;
         hs[32 * N + i] = h;
@@ -64,7 +76,7 @@ extern "C" __global__ void reduction_kernel(const float* a, const float* x, cons
 
 // Serial scan over the block summaries (slot 32): afterwards slot 32 of block b holds h at the end
 // of block b.
-extern "C" __global__ void block_scan_kernel(float* decay_storage, float* h_storage,
+extern "C" __global__ void LRB_PAPER_BOUNDS block_scan_kernel(float* decay_storage, float* h_storage,
                                              i64 N, int n_blocks) {
     for (i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x; i < N; i += (i64)gridDim.x * blockDim.x) {
         for (int b = 1; b < n_blocks; ++b) {
@@ -75,7 +87,7 @@ extern "C" __global__ void block_scan_kernel(float* decay_storage, float* h_stor
     }
 }
 
-extern "C" __global__ void warp_scan_kernel(const float* a, const float* x, const float* h0,
+extern "C" __global__ void LRB_PAPER_BOUNDS warp_scan_kernel(const float* a, const float* x, const float* h0,
                                             float* decay_storage, float* h_storage, float* h,
                                             i64 T, i64 N, int reverse) {
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -94,14 +106,17 @@ extern "C" __global__ void warp_scan_kernel(const float* a, const float* x, cons
     // Phase b: each warp re-scans its chunk from its carry: the second read of a and x.
     i64 start, stop;
     warp_start_stop(T, &start, &stop);
+    const i64 step = reverse ? -N : N;
     for (i64 i = lane; i < N; i += 32) {
         float c;
         if (blockIdx.x == 0 && warp == 0) c = h0 ? h0[i] : 0.0f;
         else c = h_storage[base + (warp - 1) * N + i];
-        for (i64 t = start; t < stop; ++t) {
-            i64 p = row(t, T, reverse) * N + i;
-            c = a[p] * c + x[p];
-            h[p] = c;
+        const i64 p0 = row(start, T, reverse) * N + i;
+        const float *ap = a + p0, *xp = x + p0;
+        float* hp = h + p0;
+        for (i64 n = stop - start; n > 0; --n, ap += step, xp += step, hp += step) {
+            c = *ap * c + *xp;
+            *hp = c;
         }
     }
 }

@@ -2,16 +2,27 @@
 // (12 bytes per fp32 element forward; 20 more for the fused backward).
 //
 // A block owns a tile of R = S*L consecutive time steps by CB consecutive channels (CB*S threads).
+// L is 8, or for a narrow scan (one channel group: N <= 32) 16 forward and 12 backward, so a
+// narrow tile carries more time steps for each look-back it pays.
 //   1. The tile is loaded cooperatively, coalesced along channels (16-byte vectors where the caller
 //      says alignment allows), widened to the accumulator type, into shared memory.
 //   2. Thread (s, c) scans its L steps of channel c serially, giving the slice's affine map
 //      h -> A h + H; the S slices of a channel are combined by a Hillis-Steele scan in shared memory.
-//   3. Tiles along time are chained by decoupled look-back: a block publishes its aggregate (A, H)
-//      at once, then folds the aggregates of its `window` - 1 predecessors and the inclusive prefix
-//      (h at its end) of the one before them. The window is fixed, not "until some inclusive
-//      prefix is ready", so results are bitwise deterministic; window = 1 is a chained scan.
-//      Blocks take tiles in launch order from an atomic ticket, so every predecessor is already
-//      running and the wait cannot deadlock.
+//   3. Tiles along time are chained by a decoupled look-back over a fixed window of W tiles: a
+//      block publishes its aggregate (A, H) at once, then folds the aggregates of tiles
+//      tb-W+1 .. tb-1 onto the inclusive prefix (h at the end) of tile tb-W (or of tile 0). The
+//      look-back is parallel: thread (s, c) takes a contiguous run of up to LRB_LOOKBACK_RUN
+//      predecessors, polls all their flags at once, then loads all their aggregates at once, so
+//      a look-back costs a few memory round trips whatever W is; the runs' maps are combined by
+//      the same fixed-shape Hillis-Steele scan over s. The window and the shape depend only on
+//      (tb, W, S), never on timing, so results are bitwise deterministic.
+//      Memory ordering (PTX model, device scope): a publisher stores its data, fences
+//      (__threadfence), meets the block barrier, and thread 0 stores the flag with release
+//      semantics (__nv_atomic_store_n, st.release.gpu). A reader polls flags with relaxed atomic
+//      loads; once every flag it needs is set, __threadfence after those loads makes them
+//      acquire, and only then does it read the data (ld.cg, from L2). Blocks take tiles in
+//      launch order from an atomic ticket, so every predecessor is already running and the wait
+//      cannot deadlock; a waiting thread backs off with __nanosleep.
 //   4. Each thread re-scans its L steps from its carry out of shared memory and the tile is
 //      stored coalesced. Re-scanning (rather than applying A*carry + H) keeps the serial loop's
 //      rounding and its Inf/NaN behaviour inside a slice.
@@ -20,8 +31,13 @@
 // dx = g written in the same pass.
 #include "common.cuh"
 
-#ifndef LRB_ITEMS
-#define LRB_ITEMS 8  // L: time steps per thread
+// Predecessors one thread polls and loads at once in the look-back (registers: 2 per entry).
+#define LRB_LOOKBACK_RUN 8
+#define LRB_LOOKBACK_BATCH 4
+// Tests only (tests/test_emulation.py): d > 0 drops the predecessor at distance d from the
+// look-back, a deliberately broken kernel that the emulation must catch.
+#ifndef LRB_BROKEN_DROP_PREDECESSOR
+#define LRB_BROKEN_DROP_PREDECESSOR 0
 #endif
 
 // Shared-memory index with one pad word per 32, so that threads walking their own L rows of a
@@ -33,7 +49,7 @@ struct Tile {
     int reverse;          // direction of this scan (logical step t at physical row T-1-t)
     int CB, S, n_cg, cg;  // channels per block, slices per block, channel groups, this group
     int vec;              // 16-byte loads and stores allowed (aligned, CB and N multiples of V)
-    int window;           // look-back window (tiles)
+    int window;           // look-back window W (tiles), at most S * LRB_LOOKBACK_RUN + 1
     i64 tb;               // this block's tile along time
     i64 col0;             // first channel of this block
     int ncols, nrows;     // valid channels and steps in this tile
@@ -45,10 +61,10 @@ struct Tile {
 // Loads logical rows t0+r+shift (r < R) of channels col0..col0+CB-1 into tile[sk(r*CB + c)].
 // Out-of-range rows take `edge` (a per-channel vector, or 0 when null) at row T, and `fill` elsewhere;
 // columns beyond ncols take `fill`.
-template <typename IO, typename Acc>
+template <int L, typename IO, typename Acc>
 __device__ void load_tile(const Tile& k, const IO* __restrict__ src, int shift, Acc fill,
                           const IO* __restrict__ edge, Acc* tile) {
-    const int R = k.S * LRB_ITEMS, n = R * k.CB;
+    const int R = k.S * L, n = R * k.CB;
     constexpr int V = Vec<IO>::V;
     if (k.vec && shift == 0) {
         for (int i = threadIdx.x * V; i < n; i += blockDim.x * V) {
@@ -77,9 +93,9 @@ __device__ void load_tile(const Tile& k, const IO* __restrict__ src, int shift, 
     }
 }
 
-template <typename IO, typename Acc>
+template <int L, typename IO, typename Acc>
 __device__ void store_tile(const Tile& k, IO* __restrict__ dst, const Acc* tile) {
-    const int R = k.S * LRB_ITEMS, n = R * k.CB;
+    const int R = k.S * L, n = R * k.CB;
     constexpr int V = Vec<IO>::V;
     if (k.vec) {
         for (int i = threadIdx.x * V; i < n; i += blockDim.x * V) {
@@ -99,32 +115,98 @@ __device__ void store_tile(const Tile& k, IO* __restrict__ dst, const Acc* tile)
     }
 }
 
+// Inclusive scan over s of the maps (A, H) of threads (s, c), c fixed: afterwards thread s holds
+// the composition of maps 0..s, and so does buf[s * CB + c]. A fixed-shape Hillis-Steele scan.
+template <typename Acc>
+__device__ __forceinline__ void scan_maps(const Tile& k, int s, int c, Acc& A, Acc& H, Acc* bA,
+                                          Acc* bH) {
+    bA[s * k.CB + c] = A;
+    bH[s * k.CB + c] = H;
+    __syncthreads();
+    for (int d = 1; d < k.S; d <<= 1) {
+        Acc pa = 1, ph = 0;
+        if (s >= d) { pa = bA[(s - d) * k.CB + c]; ph = bH[(s - d) * k.CB + c]; }
+        __syncthreads();
+        if (s >= d) { H = A * ph + H; A = A * pa; bA[s * k.CB + c] = A; bH[s * k.CB + c] = H; }
+        __syncthreads();
+    }
+}
+
+// Step 3 for tile tb > 0: h at the end of tile tb-1, for channel c (every thread (s, c) returns it).
+// Thread s folds predecessors first+1+s*run .. (a contiguous run), where `first` is the tile whose
+// inclusive prefix starts the window.
+template <typename Acc>
+__device__ Acc look_back(const Tile& k, int s, int c, int* flags, const Acc* agg_a,
+                         const Acc* agg_h, const Acc* incl_h, Acc* lA, Acc* lH) {
+    const i64 first = k.tb > k.window ? k.tb - k.window : 0;
+    const int m = (int)(k.tb - 1 - first);                       // aggregates to fold
+    const int run = (m + k.S - 1) / k.S;                         // <= LRB_LOOKBACK_RUN
+    const i64 j0 = first + 1 + (i64)s * run;                     // this thread's first tile
+    const int cnt = (int)max((i64)0, min((i64)run, k.tb - j0));
+    const i64 col = k.col0 + c;
+    Acc A = 1, H = 0;
+    if (c < k.ncols && cnt > 0) {
+        // Poll every flag of the run at once; then one fence makes the observations acquire.
+        for (;;) {
+            bool ready = true;
+#pragma unroll
+            for (int q = 0; q < LRB_LOOKBACK_RUN; ++q)
+                if (q < cnt)
+                    ready &= __nv_atomic_load_n(flags + (j0 + q) * k.n_cg + k.cg, __NV_ATOMIC_RELAXED,
+                                                __NV_THREAD_SCOPE_DEVICE) >= 1;
+            if (ready) break;
+            __nanosleep(64);
+        }
+        __threadfence();
+        // Loads in batches of LRB_LOOKBACK_BATCH in flight (registers), folded in order.
+#pragma unroll 1
+        for (int b = 0; b < cnt; b += LRB_LOOKBACK_BATCH) {
+            Acc ra[LRB_LOOKBACK_BATCH], rh[LRB_LOOKBACK_BATCH];
+#pragma unroll
+            for (int q = 0; q < LRB_LOOKBACK_BATCH; ++q) {
+                ra[q] = b + q < cnt ? __ldcg(agg_a + (j0 + b + q) * k.N + col) : Acc(1);
+                rh[q] = b + q < cnt ? __ldcg(agg_h + (j0 + b + q) * k.N + col) : Acc(0);
+            }
+#pragma unroll
+            for (int q = 0; q < LRB_LOOKBACK_BATCH; ++q) {
+                if (b + q >= cnt) break;
+                if (LRB_BROKEN_DROP_PREDECESSOR && k.tb - (j0 + b + q) == LRB_BROKEN_DROP_PREDECESSOR)
+                    continue;
+                H = ra[q] * H + rh[q];
+                A = A * ra[q];
+            }
+        }
+    }
+    scan_maps(k, s, c, A, H, lA, lH);                            // slice S-1: the whole window
+    Acc tA = lA[(k.S - 1) * k.CB + c], tH = lH[(k.S - 1) * k.CB + c];
+    __syncthreads();
+    if (s == 0 && c < k.ncols) {
+        int* f = flags + first * k.n_cg + k.cg;
+        while (__nv_atomic_load_n(f, __NV_ATOMIC_RELAXED, __NV_THREAD_SCOPE_DEVICE) < 2) __nanosleep(64);
+        __threadfence();
+        lH[c] = m > 0 ? tH + tA * __ldcg(incl_h + first * k.N + col) : __ldcg(incl_h + first * k.N + col);
+    }
+    __syncthreads();
+    return lH[c];
+}
+
 // Steps 2-3: returns the carry into this thread's slice (h before its first step); `has_carry` is
 // false only where the scan starts from nothing (first slice of the first tile, no h0), so that no
 // 0 * a product can turn an Inf gate into NaN there.
-template <typename IO, typename Acc>
+template <int L, typename IO, typename Acc>
 __device__ Acc slice_carry(const Tile& k, const Acc* ta, const Acc* tx, const IO* __restrict__ h0,
-                           Acc* sA, Acc* sH, Acc* sC, int* flags, Acc* agg_a, Acc* agg_h,
-                           Acc* incl_h, bool* has_carry) {
+                           Acc* sA, Acc* sH, Acc* sC, Acc* lA, Acc* lH, int* flags, Acc* agg_a,
+                           Acc* agg_h, Acc* incl_h, bool* has_carry) {
     const int c = threadIdx.x % k.CB, s = threadIdx.x / k.CB;
-    const int i0 = s * LRB_ITEMS * k.CB + c;
+    const int i0 = s * L * k.CB + c;
     Acc A = 1, H = 0;
 #pragma unroll
-    for (int j = 0; j < LRB_ITEMS; ++j) {
+    for (int j = 0; j < L; ++j) {
         const Acc aj = ta[sk(i0 + j * k.CB)];
         H = aj * H + tx[sk(i0 + j * k.CB)];
         A = A * aj;
     }
-    sA[s * k.CB + c] = A;
-    sH[s * k.CB + c] = H;
-    __syncthreads();
-    for (int d = 1; d < k.S; d <<= 1) {
-        Acc pa = 1, ph = 0;
-        if (s >= d) { pa = sA[(s - d) * k.CB + c]; ph = sH[(s - d) * k.CB + c]; }
-        __syncthreads();
-        if (s >= d) { H = A * ph + H; A = A * pa; sA[s * k.CB + c] = A; sH[s * k.CB + c] = H; }
-        __syncthreads();
-    }
+    scan_maps(k, s, c, A, H, sA, sH);
     // (A, H) is now the inclusive map of slices 0..s; slice S-1 holds the tile's aggregate.
     const i64 col = k.col0 + c;
     const bool last = s == k.S - 1 && c < k.ncols;
@@ -136,28 +218,15 @@ __device__ Acc slice_carry(const Tile& k, const Acc* ta, const Acc* tx, const IO
         __threadfence();
     }
     __syncthreads();
-    if (threadIdx.x == 0) atomicExch(my_flag, k.tb == 0 ? 2 : 1);
-    if (k.tb > 0 && s == 0 && c < k.ncols) {
-        Acc a_acc = 1, h_acc = 0;   // the map of tiles j+1 .. tb-1
-        const volatile int* vf = flags;
-        for (i64 j = k.tb - 1;; --j) {
-            // A fixed window keeps the association, and so the bits, independent of timing.
-            const bool use_incl = j == 0 || k.tb - j >= k.window;
-            const i64 f_at = j * k.n_cg + k.cg;
-            int f;
-            do { f = vf[f_at]; } while (f < (use_incl ? 2 : 1));
-            __threadfence();
-            if (use_incl) { h_acc = h_acc + a_acc * __ldcg(incl_h + j * k.N + col); break; }
-            h_acc = h_acc + a_acc * __ldcg(agg_h + j * k.N + col);
-            a_acc = a_acc * __ldcg(agg_a + j * k.N + col);
-        }
-        sC[c] = h_acc;
-    }
-    __syncthreads();
+    if (threadIdx.x == 0)
+        __nv_atomic_store_n(my_flag, k.tb == 0 ? 2 : 1, __NV_ATOMIC_RELEASE, __NV_THREAD_SCOPE_DEVICE);
     if (k.tb > 0) {
-        if (last) { incl_h[k.tb * k.N + col] = H + A * sC[c]; __threadfence(); }
+        const Acc carry = look_back(k, s, c, flags, agg_a, agg_h, incl_h, lA, lH);
+        if (s == 0) sC[c] = carry;
+        if (last) { incl_h[k.tb * k.N + col] = H + A * carry; __threadfence(); }
         __syncthreads();
-        if (threadIdx.x == 0) atomicExch(my_flag, 2);
+        if (threadIdx.x == 0)
+            __nv_atomic_store_n(my_flag, 2, __NV_ATOMIC_RELEASE, __NV_THREAD_SCOPE_DEVICE);
     }
     // Carry into slice s: the tile's carry pushed through slices 0..s-1.
     bool tile_carry = k.tb > 0 || h0;
@@ -168,6 +237,7 @@ __device__ Acc slice_carry(const Tile& k, const Acc* ta, const Acc* tx, const IO
     return tile_carry ? eh + ea * tc : eh;
 }
 
+template <int L>
 __device__ __forceinline__ Tile make_tile(i64 T, i64 N, int reverse, int CB, int n_cg, int vec,
                                          int window, int ticket) {
     Tile k;
@@ -177,24 +247,27 @@ __device__ __forceinline__ Tile make_tile(i64 T, i64 N, int reverse, int CB, int
     k.cg = ticket % n_cg;
     k.col0 = (i64)k.cg * CB;
     k.ncols = (int)min((i64)CB, N - k.col0);
-    const i64 R = (i64)k.S * LRB_ITEMS;
+    const i64 R = (i64)k.S * L;
     k.t0 = k.tb * R;
     k.nrows = (int)min(R, T - k.t0);
     return k;
 }
 
 // Dynamic shared memory: TILES padded tiles of the block's R x CB elements, then the slices' scan
-// (sA, sH: S x CB) and the tile carries (sC: CB). Plan.smem_bytes in cuda_scan.py mirrors this.
-template <typename A, int TILES> struct Smem {
+// (sA, sH: S x CB), the look-back's runs (lA, lH: S x CB) and the tile carries (sC: CB).
+// Plan.smem_bytes in cuda_scan.py mirrors this.
+template <typename A, int TILES, int L> struct Smem {
     A* t[TILES];
-    A *sA, *sH, *sC;
+    A *sA, *sH, *lA, *lH, *sC;
     __device__ __forceinline__ Smem(const Tile& k, unsigned char* raw) {
-        const int P = sk(k.S * LRB_ITEMS * k.CB) + 1;
+        const int P = sk(k.S * L * k.CB) + 1;
         A* p = reinterpret_cast<A*>(raw);
         for (int i = 0; i < TILES; ++i, p += P) t[i] = p;
         sA = p;
         sH = sA + k.S * k.CB;
-        sC = sH + k.S * k.CB;
+        lA = sH + k.S * k.CB;
+        lH = lA + k.S * k.CB;
+        sC = lH + k.S * k.CB;
     }
 };
 
@@ -207,7 +280,7 @@ __device__ __forceinline__ int take_ticket(int* counter) {
 
 // state: [0] ticket counter, then one flag per (tile, channel group); zeroed by the caller.
 // Scratch agg_a, agg_h, incl_h: n_tiles * N accumulators each.
-template <typename IO>
+template <typename IO, int L>
 __device__ void scan_forward(const IO* __restrict__ a, const IO* __restrict__ x,
                              const IO* __restrict__ h0, IO* __restrict__ h, i64 T, i64 N,
                              int reverse, int CB, int n_cg, int vec, int window, int* state,
@@ -215,30 +288,30 @@ __device__ void scan_forward(const IO* __restrict__ a, const IO* __restrict__ x,
                              typename Acc<IO>::type* incl_h) {
     typedef typename Acc<IO>::type A;
     extern __shared__ __align__(16) unsigned char smem[];
-    const Tile k = make_tile(T, N, reverse, CB, n_cg, vec, window, take_ticket(state));
-    const Smem<A, 2> m(k, smem);
+    const Tile k = make_tile<L>(T, N, reverse, CB, n_cg, vec, window, take_ticket(state));
+    const Smem<A, 2, L> m(k, smem);
     A *ta = m.t[0], *tx = m.t[1];
-    load_tile(k, a, 0, A(1), (const IO*)nullptr, ta);
-    load_tile(k, x, 0, A(0), (const IO*)nullptr, tx);
+    load_tile<L>(k, a, 0, A(1), (const IO*)nullptr, ta);
+    load_tile<L>(k, x, 0, A(0), (const IO*)nullptr, tx);
     __syncthreads();
     bool has_carry;
-    A carry = slice_carry(k, ta, tx, h0, m.sA, m.sH, m.sC, state + 1, agg_a, agg_h, incl_h,
-                          &has_carry);
-    const int c = threadIdx.x % CB, s = threadIdx.x / CB, i0 = s * LRB_ITEMS * CB + c;
+    A carry = slice_carry<L>(k, ta, tx, h0, m.sA, m.sH, m.sC, m.lA, m.lH, state + 1, agg_a, agg_h,
+                             incl_h, &has_carry);
+    const int c = threadIdx.x % CB, s = threadIdx.x / CB, i0 = s * L * CB + c;
 #pragma unroll
-    for (int j = 0; j < LRB_ITEMS; ++j) {
+    for (int j = 0; j < L; ++j) {
         const int i = sk(i0 + j * CB);
         carry = (has_carry || j > 0) ? ta[i] * carry + tx[i] : tx[i];
         tx[i] = carry;
     }
     __syncthreads();
-    store_tile(k, h, tx);
+    store_tile<L>(k, h, tx);
 }
 
 // The backward of a scan that ran in direction `reverse`, run in the other direction:
 // at logical step u (physical row of step u in direction !reverse) the gate is a at step u-1,
 // the input gh, and the forward-previous state h at step u+1 (h0 or 0 past the end).
-template <typename IO>
+template <typename IO, int L>
 __device__ void scan_backward(const IO* __restrict__ a, const IO* __restrict__ h,
                               const IO* __restrict__ h0, const IO* __restrict__ gh,
                               IO* __restrict__ ga, IO* __restrict__ gx, IO* __restrict__ gh0,
@@ -248,45 +321,53 @@ __device__ void scan_backward(const IO* __restrict__ a, const IO* __restrict__ h
                               typename Acc<IO>::type* incl_h) {
     typedef typename Acc<IO>::type A;
     extern __shared__ __align__(16) unsigned char smem[];
-    const Tile k = make_tile(T, N, !reverse, CB, n_cg, vec, window, take_ticket(state));
-    const Smem<A, 3> m(k, smem);
+    const Tile k = make_tile<L>(T, N, !reverse, CB, n_cg, vec, window, take_ticket(state));
+    const Smem<A, 3, L> m(k, smem);
     A *ta = m.t[0], *tx = m.t[1], *th = m.t[2];
-    load_tile(k, a, -1, A(1), (const IO*)nullptr, ta);   // a[t+1]; unused before the first step
-    load_tile(k, gh, 0, A(0), (const IO*)nullptr, tx);
-    load_tile(k, h, 1, A(0), h0, th);                     // h[t-1]; h0 (or 0) at the end
+    load_tile<L>(k, a, -1, A(1), (const IO*)nullptr, ta);   // a[t+1]; unused before the first step
+    load_tile<L>(k, gh, 0, A(0), (const IO*)nullptr, tx);
+    load_tile<L>(k, h, 1, A(0), h0, th);                     // h[t-1]; h0 (or 0) at the end
     __syncthreads();
     bool has_carry;
-    A g = slice_carry(k, ta, tx, (const IO*)nullptr, m.sA, m.sH, m.sC, state + 1, agg_a, agg_h,
-                      incl_h, &has_carry);
-    const int c = threadIdx.x % CB, s = threadIdx.x / CB, i0 = s * LRB_ITEMS * CB + c;
+    A g = slice_carry<L>(k, ta, tx, (const IO*)nullptr, m.sA, m.sH, m.sC, m.lA, m.lH, state + 1,
+                         agg_a, agg_h, incl_h, &has_carry);
+    const int c = threadIdx.x % CB, s = threadIdx.x / CB, i0 = s * L * CB + c;
 #pragma unroll
-    for (int j = 0; j < LRB_ITEMS; ++j) {
+    for (int j = 0; j < L; ++j) {
         const int i = sk(i0 + j * CB);
         g = (has_carry || j > 0) ? ta[i] * g + tx[i] : tx[i];
         tx[i] = g;
         th[i] = g * th[i];
         // The last logical step is the forward's first: dh0 = a there times g.
-        if (gh0 && k.t0 + s * LRB_ITEMS + j == T - 1 && c < k.ncols)
+        if (gh0 && k.t0 + s * L + j == T - 1 && c < k.ncols)
             store(gh0 + k.col0 + c, A(load(a + k.phys(T - 1) * N + k.col0 + c)) * g);
     }
     __syncthreads();
-    store_tile(k, gx, tx);
-    store_tile(k, ga, th);
+    store_tile<L>(k, gx, tx);
+    store_tile<L>(k, ga, th);
 }
 
-#define LRB_SCAN(sfx, IO)                                                                         \
-    extern "C" __global__ void scan_forward_##sfx(                                                \
+// Time steps per thread: 8; a narrow scan (one channel group) takes 16 forward, 12 backward (three
+// tiles of shared memory stay under 48 KiB). cuda_scan.ITEMS mirrors these.
+// 256 threads (cuda_scan.THREADS), at least 4 blocks per SM: at most 64 registers per thread.
+#define LRB_SCAN_BOUNDS __launch_bounds__(256, 4)
+#define LRB_SCAN_L(sfx, IO, name, L)                                                              \
+    extern "C" __global__ void LRB_SCAN_BOUNDS scan_forward##name##sfx(                                           \
         const IO* a, const IO* x, const IO* h0, IO* h, i64 T, i64 N, int reverse, int CB,         \
         int n_cg, int vec, int window, int* state, Acc<IO>::type* agg_a, Acc<IO>::type* agg_h,    \
         Acc<IO>::type* incl_h) {                                                                  \
-        scan_forward<IO>(a, x, h0, h, T, N, reverse, CB, n_cg, vec, window, state, agg_a, agg_h,   \
-                         incl_h);                                                                 \
-    }                                                                                             \
-    extern "C" __global__ void scan_backward_##sfx(                                               \
+        scan_forward<IO, L>(a, x, h0, h, T, N, reverse, CB, n_cg, vec, window, state, agg_a,      \
+                            agg_h, incl_h);                                                       \
+    }
+#define LRB_SCAN_BWD_L(sfx, IO, name, L)                                                          \
+    extern "C" __global__ void LRB_SCAN_BOUNDS scan_backward##name##sfx(                                          \
         const IO* a, const IO* h, const IO* h0, const IO* gh, IO* ga, IO* gx, IO* gh0, i64 T,     \
         i64 N, int reverse, int CB, int n_cg, int vec, int window, int* state,                    \
         Acc<IO>::type* agg_a, Acc<IO>::type* agg_h, Acc<IO>::type* incl_h) {                      \
-        scan_backward<IO>(a, h, h0, gh, ga, gx, gh0, T, N, reverse, CB, n_cg, vec, window, state,  \
-                          agg_a, agg_h, incl_h);                                                  \
+        scan_backward<IO, L>(a, h, h0, gh, ga, gx, gh0, T, N, reverse, CB, n_cg, vec, window,     \
+                             state, agg_a, agg_h, incl_h);                                        \
     }
+#define LRB_SCAN(sfx, IO)                                                                         \
+    LRB_SCAN_L(sfx, IO, _, 8) LRB_SCAN_L(sfx, IO, _narrow_, 16)                                   \
+    LRB_SCAN_BWD_L(sfx, IO, _, 8) LRB_SCAN_BWD_L(sfx, IO, _narrow_, 12)
 LRB_FOR_EACH_HALF_OR_FLOAT(LRB_SCAN)

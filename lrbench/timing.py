@@ -12,14 +12,21 @@ import time
 import torch
 
 
-def median_time(fn, min_reps: int = 5, min_seconds: float = 0.2, max_reps: int = 50) -> float:
-    """Median seconds of ``fn()`` after one warm-up call (JIT compile, page faults)."""
+def wall_seconds(fn) -> float:
+    """Wall-clock seconds of one call of ``fn``."""
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def median_time(fn, min_reps: int = 5, min_seconds: float = 0.2, max_reps: int = 50,
+                timed=wall_seconds) -> float:
+    """Median seconds of ``fn()`` after one warm-up call (JIT compile, page faults); ``timed``
+    times one call (the wall clock, or CUDA events on the GPU: benchmarks/common.py)."""
     fn()
     times, start = [], time.perf_counter()
     while len(times) < min_reps or (time.perf_counter() - start < min_seconds and len(times) < max_reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
+        times.append(timed(fn))
     return statistics.median(times)
 
 

@@ -17,7 +17,8 @@ if not os.environ.get("CI"):
 ENTRIES = {
     "serial": [f"serial_{d}_{t}" for d in ("forward", "backward") for t in ("f32", "f64", "f16", "bf16")],
     "paper": ["reduction_kernel", "block_scan_kernel", "warp_scan_kernel"],
-    "scan": [f"scan_{d}_{t}" for d in ("forward", "backward") for t in ("f32", "f16", "bf16")],
+    "scan": [f"scan_{d}{w}{t}" for d in ("forward", "backward") for w in ("_", "_narrow_")
+             for t in ("f32", "f16", "bf16")],
 }
 
 
@@ -36,6 +37,47 @@ def test_compiles_without_spills(name, arch):
         assert r.spill_stores == 0 and r.spill_loads == 0, f"{r.function} spills on {arch}: {r}"
         assert r.stack_bytes == 0, f"{r.function} uses a stack frame on {arch}: {r}"
         assert 0 < r.registers <= 64, f"{r.function} uses {r.registers} registers on {arch}"
+        if name == "paper":     # __launch_bounds__(1024, 2): two 1024-thread blocks per SM fit
+            assert 2 * 1024 * r.registers <= 65536 and r.smem_bytes == 0, r
+
+
+def test_cubin_cache_key_covers_included_headers(tmp_path, monkeypatch):
+    """A changed common.cuh gives a new cubin, not the stale one (CuPy keyed on the .cu only)."""
+    src = tmp_path / "kernels"
+    src.mkdir()
+    for p in kernels.KERNELS.glob("*.cu*"):
+        (src / p.name).write_bytes(p.read_bytes())
+    monkeypatch.setattr(kernels, "KERNELS", src)
+    monkeypatch.setenv("LRBENCH_CACHE", str(tmp_path / "cache"))
+    assert [p.name for p in kernels.includes(src / "serial.cu")] == ["serial.cu", "common.cuh"]
+    first = kernels.cubin("serial", "sm_90")
+    assert kernels.cubin("serial", "sm_90") == first and first.stat().st_size > 0
+    with open(src / "common.cuh", "a") as f:
+        f.write("\n// changed\n")
+    second = kernels.cubin("serial", "sm_90")
+    assert second != first and second.is_file()
+
+
+def test_runtime_loads_the_cubin_built_with_the_report_flags(tmp_path, monkeypatch):
+    """The backends load kernels.cubin's file (OPTIONS, no CuPy-added -ftz=true), not source."""
+    import sys
+    import types
+    from lrbench.scan import _cupy
+    seen = []
+
+    class Device:
+        def __init__(self, i): pass
+        def __enter__(self): return self
+        def __exit__(self, *a): return False
+
+    fake = types.SimpleNamespace(RawModule=lambda **kw: seen.append(kw) or kw,
+                                 cuda=types.SimpleNamespace(Device=Device))
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    monkeypatch.setenv("LRBENCH_CACHE", str(tmp_path))
+    monkeypatch.setattr(_cupy, "arch", lambda device: "sm_80")
+    _cupy._module.__wrapped__("serial", 0)
+    assert list(seen[0]) == ["path"] and seen[0]["path"].endswith(".cubin")
+    assert "-ftz=false" in kernels.OPTIONS and not any("ftz=true" in o for o in kernels.OPTIONS)
 
 
 def test_compile_error_is_reported():
@@ -60,14 +102,18 @@ ptxas info    : Used 255 registers, used 1 barriers, 16 bytes smem
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 def test_scan_plan_fits_the_hardware(T, N, dtype):
     x = torch.empty(4)
-    p = cuda_scan.plan(T, N, dtype, (x,))
-    assert 1 <= p.CB * p.S <= cuda_scan.THREADS
-    assert p.n_cg * p.CB >= N > (p.n_cg - 1) * p.CB
-    assert p.n_tb * p.rows >= T > (p.n_tb - 1) * p.rows
-    assert p.smem_bytes(3) <= 48 * 1024                       # no opt-in needed
-    assert p.n_tb * p.n_cg < 2 ** 31                          # grid.x limit
-    V = 16 // x.element_size() if dtype == torch.float32 else 8
-    assert p.vec == (p.CB % V == 0 and N % V == 0)
+    for direction, tiles in (("forward", 2), ("backward", 3)):
+        p = cuda_scan.plan(T, N, dtype, (x,), direction)
+        assert 1 <= p.CB * p.S <= cuda_scan.THREADS
+        assert p.n_cg * p.CB >= N > (p.n_cg - 1) * p.CB
+        assert p.n_tb * p.rows >= T > (p.n_tb - 1) * p.rows
+        assert p.smem_bytes(tiles) <= 48 * 1024                   # no opt-in needed
+        assert p.n_tb * p.n_cg < 2 ** 31                          # grid.x limit
+        # One pass of the parallel look-back folds the whole window.
+        assert 2 <= p.window <= p.S * cuda_scan.LOOKBACK_RUN + 1
+        assert p.narrow == (p.n_cg == 1)
+        V = 16 // x.element_size() if dtype == torch.float32 else 8
+        assert p.vec == (p.CB % V == 0 and N % V == 0)
 
 
 def test_scan_plan_refuses_vectors_when_misaligned():

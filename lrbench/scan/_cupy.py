@@ -1,8 +1,9 @@
 """Loading and launching the CUDA kernels of ``kernels/*.cu`` through CuPy.
 
-Sources are compiled on first use (``cupy.RawModule``, cached per device and on disk by CuPy) and
-launched on PyTorch's *current* stream. Tensors travel as raw device pointers (zero-copy; the
-callers allocate every output with torch and keep it alive), and every scalar is passed as the
+Sources are compiled on first use by ``lrbench.kernels.cubin`` (NVRTC, the flags of ``lrbench
+kernels``, cached on disk keyed on the source and every header it includes), loaded per device
+as ``cupy.RawModule(path=...)``, and launched on PyTorch's *current* stream. Tensors travel as
+raw device pointers (zero-copy; the callers allocate every output with torch and keep it alive), and every scalar is passed as the
 exact C type the kernel declares: CuPy checks neither.
 """
 from __future__ import annotations
@@ -26,6 +27,10 @@ def unavailable() -> str | None:
     except ImportError as e:
         return f"CuPy is not installed (pip install -e '.[gpu]'): {e}"
     try:
+        from cuda.bindings import nvrtc  # noqa: F401
+    except ImportError as e:
+        return f"NVRTC is not installed (pip install -e '.[gpu]'): {e}"
+    try:
         kernels.source("scan")
     except FileNotFoundError as e:
         return str(e)
@@ -45,12 +50,16 @@ def ptr(t: torch.Tensor | None) -> np.uint64:
     return np.uint64(0 if t is None else t.data_ptr())
 
 
+def arch(device: int) -> str:
+    major, minor = torch.cuda.get_device_capability(device)
+    return f"sm_{major}{minor}"
+
+
 @functools.cache
 def _module(name: str, device: int):
     import cupy
     with cupy.cuda.Device(device):
-        opts = (*kernels.OPTIONS, *(f"-I{d}" for d in kernels.include_dirs()))
-        return cupy.RawModule(code=kernels.source(name).read_text(), options=opts)
+        return cupy.RawModule(path=str(kernels.cubin(name, arch(device))))
 
 
 @functools.cache
