@@ -6,6 +6,8 @@ views therefore cost nothing, and all index arithmetic is int64 (numba's ``intp`
 
 ``scan``:      h[p] = a[p] * h[p-1] + x[p], from the carry ``c`` (updated in place).
 ``scan_grad``: the same recurrence for the backward's g, plus ``ga[p] = g[p] * hp[p]``.
+These loop over a runtime N with the carries in memory; for N <= 8 the serial backend uses the
+chain kernels of ``_numba_chains`` instead, which keep them in registers.
 """
 from __future__ import annotations
 
@@ -21,13 +23,6 @@ def _row(buf, base, p, rs, N):
 
 @nb.njit(cache=True, nogil=True)
 def scan(a, ao, x, xo, h, ho, rs, T, N, c):
-    if N == 1:                                   # one chain: keep the carry in a register
-        v = c[0]
-        for p in range(T):
-            v = a[ao + p * rs] * v + x[xo + p * rs]
-            h[ho + p * rs] = v
-        c[0] = v
-        return
     for p in range(T):
         ar, xr, hr = _row(a, ao, p, rs, N), _row(x, xo, p, rs, N), _row(h, ho, p, rs, N)
         for n in range(N):
@@ -38,14 +33,6 @@ def scan(a, ao, x, xo, h, ho, rs, T, N, c):
 
 @nb.njit(cache=True, nogil=True)
 def scan_grad(a, ao, x, xo, hp, hpo, g, go, ga, gao, rs, T, N, c):
-    if N == 1:
-        v = c[0]
-        for p in range(T):
-            v = a[ao + p * rs] * v + x[xo + p * rs]
-            g[go + p * rs] = v
-            ga[gao + p * rs] = v * hp[hpo + p * rs]
-        c[0] = v
-        return
     for p in range(T):
         ar, xr, pr = _row(a, ao, p, rs, N), _row(x, xo, p, rs, N), _row(hp, hpo, p, rs, N)
         gr, gar = _row(g, go, p, rs, N), _row(ga, gao, p, rs, N)
