@@ -16,7 +16,7 @@ import numba as nb
 import numpy as np
 
 from ._numba_chains import FLUSH, _ftz
-from ._numba_serial import _row, scan, scan_grad
+from ._numba_serial import _ahead, _prefetch, _row, scan, scan_grad
 
 
 @nb.njit(cache=True, nogil=True, parallel=True)
@@ -27,6 +27,9 @@ def reduce(a, ao, x, xo, rs, N, L, C, P, R, tiny):
         e = (j + 1) * L
         for b in range(j * L, e, FLUSH):
             for p in range(b, min(b + FLUSH, e)):
+                r, lines = _ahead(p, rs, e, N, a.itemsize)
+                for n in lines:
+                    _prefetch(a, ao + r + n); _prefetch(x, xo + r + n)
                 ar, xr = _row(a, ao, p, rs, N), _row(x, xo, p, rs, N)
                 for n in range(N):
                     pj[n] = pj[n] * ar[n]
