@@ -5,9 +5,9 @@ Positions ``[0, C*L)`` (relative to each operand's base) are cut into C chunks o
   1. ``reduce``: per chunk, in parallel, P = prod(a) and R = the chunk's scan from 0;
   2. ``carries``: serial scan of the C summaries from the incoming carry (C is small);
   3. ``rescan`` / ``rescan_grad``: per chunk, in parallel, the scan from its carry-in.
-Each chunk accumulates P and R in its own arrays: rows of a shared (C, N) array share cache lines
-between cores, and a store to them every step makes the line ping-pong. P is flushed to zero once
-subnormal (see ``_numba_chains``). Chunk lengths must not be a multiple of 4 KiB: 16 streams that
+Each chunk accumulates P and R in its own arrays, so that no two cores store to one cache line
+every step (rows of a shared (C, N) array may share one). P is flushed to zero once subnormal
+(see ``_numba_chains``). Chunk lengths must not be a multiple of 4 KiB: 16 streams that
 far apart land in the same L1 sets and run 3x slower (measured); the driver staggers L.
 """
 from __future__ import annotations
