@@ -163,3 +163,20 @@ def test_numpy_any_strides_and_byte_order():
                                rtol=1e-12)
     sliced = lrbench.linear_recurrence(a[:, :, ::2], x[:, :, ::2], h0[:, ::2], dim=0)
     np.testing.assert_allclose(sliced, want[:, :, ::2], rtol=1e-12)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_chunked_overflow_under_a_nonzero_state(reverse, small_chunks):
+    """Gates 1e10 and 1e-10 by turns: the serial state stays near 1, every chunk's gate product
+    overflows or underflows (and is flushed). cpu-chunked notices and runs such tiles serially.
+    (torch-assoc, triton-scan and cuda-scan combine products in a tree and can return inf here.)"""
+    pattern = torch.tensor([1e10] * 4 + [1e-10] * 4)
+    a = pattern.repeat(40).view(320, 1)
+    x = torch.zeros(320, 1)
+    x[0] = 1e-30
+    if reverse:
+        a, x = a.flip(0), x.flip(0)
+    ref = run("torch-loop", a, x, None, reverse=reverse)
+    assert torch.isfinite(ref).all() and ref.abs().max() > 0.5
+    check_finite_where_serial_is("alternating gates", run("cpu-chunked", a, x, None, reverse=reverse),
+                                 ref, torch.float32)

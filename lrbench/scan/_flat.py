@@ -28,13 +28,6 @@ class Order:
         b = self.base(p)
         return buf[b:b + self.N]
 
-    def view1(self, buf: np.ndarray, p: int, n: int) -> np.ndarray:
-        """Positions ``p .. p+n-1`` of a one-channel buffer, as a 1-D view in processing order."""
-        if not self.reverse:
-            return buf[p:p + n]
-        hi = self.T - p
-        return buf[hi - n:hi][::-1]
-
 
 def flat(t) -> np.ndarray:
     """The flat NumPy view of a contiguous CPU tensor (shares memory)."""

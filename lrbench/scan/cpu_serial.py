@@ -2,18 +2,21 @@
 
 The CPU counterpart of the paper's serial CUDA loop: one pass, reading a and x once and writing h
 once (12 bytes per fp32 element), so for many channels it runs at memory bandwidth; with one
-channel it is bound by the latency of the ``a * h + x`` chain.
+channel it is bound by the latency of the ``a * h + x`` chain (one per channel, N <= 8 of them in
+registers at once: ``_numba_chains``).
 """
 from __future__ import annotations
 
+from . import _numba_chains as _ch
 from . import _numba_driver as _drv
-from . import _numba_serial as _k
+from . import _numba_serial as _rows
 
 DTYPES, DEVICES = _drv.DTYPES, _drv.DEVICES
 
 
 def scan_range(o, a, x, h, n, c, hp=None, ga=None):
     (A, pa), (X, px), (H, ph) = a, x, h
+    _k = _ch if o.N <= _ch.W else _rows       # few channels: all N chains in registers
     if hp is None:
         _k.scan(A, o.base(pa), X, o.base(px), H, o.base(ph), o.rs, n, o.N, c)
     else:

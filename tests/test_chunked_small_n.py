@@ -1,0 +1,76 @@
+"""cpu-serial and cpu-chunked with few channels (the chain kernels, 8 chains per core in registers)
+against the float64 reference: every N in 1..17 on awkward T, reverse, h0, forward and backward;
+gate products that underflow are flushed, not left subnormal."""
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+import pytest
+import torch
+
+from conftest import assert_close, make_inputs, run, tolerance
+from lrbench.scan import _numba_chains, cpu_chunked
+
+TS = [1, 2, 31, 33, 1000, 1023, 1025]
+
+
+def _cases():
+    for N in range(1, 18):
+        for i, rev in enumerate((False, True)):
+            T = TS[(N + i) % len(TS)]
+            dt = torch.float32 if (N + i) % 2 else torch.float64
+            yield pytest.param(N, T, dt, bool((N // 2 + i) % 2), rev,
+                               id=f"N{N}-T{T}-{str(dt)[6:]}-h0{(N // 2 + i) % 2}-rev{int(rev)}")
+
+
+@pytest.mark.parametrize("backend", ["cpu-serial", "cpu-chunked"])
+@pytest.mark.parametrize("N,T,dtype,use_h0,reverse", list(_cases()))
+def test_few_channels_vs_reference(backend, N, T, dtype, use_h0, reverse, small_chunks, poisoned):
+    a, x, h0 = make_inputs(T, N, dtype, "long" if N % 3 == 0 else "sigmoid", seed=N * 31 + T, h0=use_h0)
+    leaf = (lambda t, dt: None if t is None else t.detach().to(dt).clone().requires_grad_())
+    a64, x64, h064 = leaf(a, torch.float64), leaf(x, torch.float64), leaf(h0, torch.float64)
+    ref = run("reference", a64, x64, h064, reverse=reverse)
+    gh = torch.randn(ref.shape, generator=torch.Generator().manual_seed(N), dtype=torch.float64)
+    (ref * gh).sum().backward()
+    a_, x_, h0_ = leaf(a, dtype), leaf(x, dtype), leaf(h0, dtype)
+    h = run(backend, a_, x_, h0_, reverse=reverse)
+    (h * gh.to(dtype)).sum().backward()
+    tol = tolerance(backend, dtype)
+    assert_close("h", h, ref, **tol)
+    assert_close("dx", x_.grad, x64.grad, **tol)
+    assert_close("da", a_.grad, a64.grad, **tol)
+    if h0 is not None:
+        assert_close("dh0", h0_.grad, h064.grad, **tol)
+
+
+@pytest.mark.parametrize("N", [1, 2, 5, 8, 15, 16])
+def test_chunked_splits_into_whole_groups_of_chains(N):
+    """Below CHAINS_BELOW channels every core gets whole groups of W chains, none left idle."""
+    C, L = cpu_chunked.plan(1 << 20, N, 4)
+    assert C and L
+    if N < cpu_chunked.CHAINS_BELOW:
+        assert (C * N) % (_numba_chains.W * nb.get_num_threads()) == 0
+    else:
+        assert C == 2 * nb.get_num_threads()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64])
+def test_gate_products_that_underflow_are_flushed_to_zero(dtype):
+    """0.75 ** 5000 underflows; left subnormal it sticks at the smallest subnormal (0.75 rounds it
+    back) and every later multiply is a microcode assist. The carry loses nothing visible."""
+    N, L, Q = 3, 5000, 6
+    a = np.full(Q // N * L * N, 0.75, dtype)
+    x = np.ones_like(a)
+    P, R = np.empty(Q, dtype), np.empty(Q, dtype)
+    _numba_chains.reduce(a, 0, x, 0, N, N, L, Q, P, R, np.finfo(dtype).tiny)
+    assert (P == 0).all(), P
+    np.testing.assert_allclose(R, 4.0, rtol=1e-6)                    # 1 / (1 - 0.75)
+
+
+def test_long_chunks_with_underflowing_products_match_the_reference():
+    """Default chunking (chunks of thousands of steps, so P underflows) against the reference."""
+    a, x, h0 = make_inputs(1 << 15, 2, torch.float32, seed=3)
+    for reverse in (False, True):
+        ref = run("reference", a.double(), x.double(), h0.double(), reverse=reverse)
+        h = run("cpu-chunked", a, x, h0, reverse=reverse)
+        assert_close("h", h, ref, **tolerance("cpu-chunked", torch.float32))
