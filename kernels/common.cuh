@@ -47,3 +47,22 @@ __device__ __forceinline__ void store_vec(IO* p, const A* src) {
 // One extern "C" entry point per element type, so names stay plain for CuPy and ptxas reports.
 #define LRB_FOR_EACH_TYPE(X) X(f32, float) X(f64, double) X(f16, __half) X(bf16, __nv_bfloat16)
 #define LRB_FOR_EACH_HALF_OR_FLOAT(X) X(f32, float) X(f16, __half) X(bf16, __nv_bfloat16)
+
+// The zero-state rule (kernels/README.md). Every map h -> A h + H a parallel scan composes is its
+// segment's serial scan from state 0, so H is NaN whenever the segment's first gate is inf or NaN
+// (gate * 0). Applied to an incoming state c of exactly 0, the serial loop gives H (0 times finite
+// gates), even where A overflowed: A * 0 would be inf * 0 = NaN. For a non-finite first gate H is
+// NaN already, as the serial loop's is. Tests only: LRB_BROKEN_ZERO_STATE=1 drops the rule.
+#ifndef LRB_BROKEN_ZERO_STATE
+#define LRB_BROKEN_ZERO_STATE 0
+#endif
+template <typename A>
+__device__ __forceinline__ A apply_map(A gate, A H, A c) {
+    return (c == A(0) && !LRB_BROKEN_ZERO_STATE) ? H : gate * c + H;
+}
+// The gate product of a segment (A1) followed by another (A2). A1 == 0 (a gate of 0 resets the
+// state) makes the composite ignore its input whatever A2 is, where A2 * 0 could be inf * 0.
+template <typename A>
+__device__ __forceinline__ A compose_gates(A A1, A A2) {
+    return (A1 == A(0) && !LRB_BROKEN_ZERO_STATE) ? A1 : A2 * A1;
+}

@@ -8,7 +8,9 @@
 // of a and x and one write of h.
 // Fixed: the SM count is the caller's (queried), not 15; the scratch is the caller's (torch's
 // allocator), not cudaMalloc/cudaFree per call; the caller's stream; 64-bit offsets; `reverse` by
-// index arithmetic (the original had no reverse and flipped tensors in TensorFlow).
+// index arithmetic (the original had no reverse and flipped tensors in TensorFlow); every combine
+// of summaries keeps the zero-state rule (common.cuh), so overflowing gate products over a zero
+// state give the serial loop's finite answer, not inf * 0 = NaN.
 #include "common.cuh"
 
 // The paper's configuration: 1024 threads, 2 blocks resident per SM, so at most 32 registers per
@@ -66,8 +68,8 @@ extern "C" __global__ void LRB_PAPER_BOUNDS reduction_kernel(const float* a, con
         for (int w = 1; w < 32; ++w) {
             dp += N;
             hp += N;
-            h = *dp * h + *hp;
-            cum_decay *= *dp;
+            h = apply_map(*dp, *hp, h);
+            cum_decay = compose_gates(cum_decay, *dp);
         }
         ds[32 * N + i] = cum_decay;
         hs[32 * N + i] = h;
@@ -81,8 +83,8 @@ extern "C" __global__ void LRB_PAPER_BOUNDS block_scan_kernel(float* decay_stora
     for (i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x; i < N; i += (i64)gridDim.x * blockDim.x) {
         for (int b = 1; b < n_blocks; ++b) {
             i64 cur = (b * 33 + 32) * N + i, prev = ((b - 1) * 33 + 32) * N + i;
-            h_storage[cur] = decay_storage[cur] * h_storage[prev] + h_storage[cur];
-            decay_storage[cur] *= decay_storage[prev];
+            h_storage[cur] = apply_map(decay_storage[cur], h_storage[cur], h_storage[prev]);
+            decay_storage[cur] = compose_gates(decay_storage[prev], decay_storage[cur]);
         }
     }
 }
@@ -95,11 +97,12 @@ extern "C" __global__ void LRB_PAPER_BOUNDS warp_scan_kernel(const float* a, con
     // Phase a: slot w becomes h at the end of warp w's chunk. For w = 0 the previous slot is
     // (base - N), slot 32 of the previous block: the original's "negative indexing".
     for (i64 i = threadIdx.x; i < N; i += blockDim.x) {
+#pragma unroll 1
         for (int w = 0; w < 32; ++w) {
             if (blockIdx.x == 0 && w == 0) continue;   // already starts from h0
             i64 cur = base + w * N + i, prev = cur - N;
-            h_storage[cur] = decay_storage[cur] * h_storage[prev] + h_storage[cur];
-            decay_storage[cur] *= decay_storage[prev];
+            h_storage[cur] = apply_map(decay_storage[cur], h_storage[cur], h_storage[prev]);
+            decay_storage[cur] = compose_gates(decay_storage[prev], decay_storage[cur]);
         }
     }
     __syncthreads();

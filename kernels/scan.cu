@@ -26,6 +26,9 @@
 //   4. Each thread re-scans its L steps from its carry out of shared memory and the tile is
 //      stored coalesced. Re-scanning (rather than applying A*carry + H) keeps the serial loop's
 //      rounding and its Inf/NaN behaviour inside a slice.
+// Every composition of maps (steps 2, 3 and the carries) keeps the zero-state rule of common.cuh:
+// a state of exactly 0 entering a map gives its H, never A * 0, so gate products that overflow
+// over a zero state stay finite where the serial loop is.
 // `reverse` maps logical step t to physical row T-1-t: no flipped copies. The backward is the same
 // scan run in the other direction over g[t] = gh[t] + a[t+1] g[t+1], with da = g * h[t-1] and
 // dx = g written in the same pass.
@@ -116,7 +119,8 @@ __device__ void store_tile(const Tile& k, IO* __restrict__ dst, const Acc* tile)
 }
 
 // Inclusive scan over s of the maps (A, H) of threads (s, c), c fixed: afterwards thread s holds
-// the composition of maps 0..s, and so does buf[s * CB + c]. A fixed-shape Hillis-Steele scan.
+// the composition of maps 0..s, and so does buf[s * CB + c]. A fixed-shape Hillis-Steele scan;
+// every composition keeps the zero-state rule (common.cuh).
 template <typename Acc>
 __device__ __forceinline__ void scan_maps(const Tile& k, int s, int c, Acc& A, Acc& H, Acc* bA,
                                           Acc* bH) {
@@ -127,7 +131,12 @@ __device__ __forceinline__ void scan_maps(const Tile& k, int s, int c, Acc& A, A
         Acc pa = 1, ph = 0;
         if (s >= d) { pa = bA[(s - d) * k.CB + c]; ph = bH[(s - d) * k.CB + c]; }
         __syncthreads();
-        if (s >= d) { H = A * ph + H; A = A * pa; bA[s * k.CB + c] = A; bH[s * k.CB + c] = H; }
+        if (s >= d) {
+            H = apply_map(A, H, ph);
+            A = compose_gates(pa, A);
+            bA[s * k.CB + c] = A;
+            bH[s * k.CB + c] = H;
+        }
         __syncthreads();
     }
 }
@@ -172,8 +181,8 @@ __device__ Acc look_back(const Tile& k, int s, int c, int* flags, const Acc* agg
                 if (b + q >= cnt) break;
                 if (LRB_BROKEN_DROP_PREDECESSOR && k.tb - (j0 + b + q) == LRB_BROKEN_DROP_PREDECESSOR)
                     continue;
-                H = ra[q] * H + rh[q];
-                A = A * ra[q];
+                H = apply_map(ra[q], rh[q], H);
+                A = compose_gates(A, ra[q]);
             }
         }
     }
@@ -184,19 +193,19 @@ __device__ Acc look_back(const Tile& k, int s, int c, int* flags, const Acc* agg
         int* f = flags + first * k.n_cg + k.cg;
         while (__nv_atomic_load_n(f, __NV_ATOMIC_RELAXED, __NV_THREAD_SCOPE_DEVICE) < 2) __nanosleep(64);
         __threadfence();
-        lH[c] = m > 0 ? tH + tA * __ldcg(incl_h + first * k.N + col) : __ldcg(incl_h + first * k.N + col);
+        const Acc base = __ldcg(incl_h + first * k.N + col);
+        lH[c] = m > 0 ? apply_map(tA, tH, base) : base;
     }
     __syncthreads();
     return lH[c];
 }
 
-// Steps 2-3: returns the carry into this thread's slice (h before its first step); `has_carry` is
-// false only where the scan starts from nothing (first slice of the first tile, no h0), so that no
-// 0 * a product can turn an Inf gate into NaN there.
+// Steps 2-3: returns the carry into this thread's slice (h before its first step; h0 or 0 before
+// the scan's first step, which the re-scan multiplies by the first gate, as the serial loop does).
 template <int L, typename IO, typename Acc>
 __device__ Acc slice_carry(const Tile& k, const Acc* ta, const Acc* tx, const IO* __restrict__ h0,
                            Acc* sA, Acc* sH, Acc* sC, Acc* lA, Acc* lH, int* flags, Acc* agg_a,
-                           Acc* agg_h, Acc* incl_h, bool* has_carry) {
+                           Acc* agg_h, Acc* incl_h) {
     const int c = threadIdx.x % k.CB, s = threadIdx.x / k.CB;
     const int i0 = s * L * k.CB + c;
     Acc A = 1, H = 0;
@@ -214,7 +223,7 @@ __device__ Acc slice_carry(const Tile& k, const Acc* ta, const Acc* tx, const IO
     if (last) {
         agg_a[k.tb * k.N + col] = A;
         agg_h[k.tb * k.N + col] = H;
-        if (k.tb == 0) incl_h[col] = h0 ? H + A * Acc(load(h0 + col)) : H;
+        if (k.tb == 0) incl_h[col] = h0 ? apply_map(A, H, Acc(load(h0 + col))) : H;
         __threadfence();
     }
     __syncthreads();
@@ -223,18 +232,15 @@ __device__ Acc slice_carry(const Tile& k, const Acc* ta, const Acc* tx, const IO
     if (k.tb > 0) {
         const Acc carry = look_back(k, s, c, flags, agg_a, agg_h, incl_h, lA, lH);
         if (s == 0) sC[c] = carry;
-        if (last) { incl_h[k.tb * k.N + col] = H + A * carry; __threadfence(); }
+        if (last) { incl_h[k.tb * k.N + col] = apply_map(A, H, carry); __threadfence(); }
         __syncthreads();
         if (threadIdx.x == 0)
             __nv_atomic_store_n(my_flag, 2, __NV_ATOMIC_RELEASE, __NV_THREAD_SCOPE_DEVICE);
     }
     // Carry into slice s: the tile's carry pushed through slices 0..s-1.
-    bool tile_carry = k.tb > 0 || h0;
-    Acc tc = k.tb > 0 ? sC[c] : (h0 && c < k.ncols ? Acc(load(h0 + col)) : Acc(0));
-    *has_carry = tile_carry || s > 0;
+    const Acc tc = k.tb > 0 ? sC[c] : (h0 && c < k.ncols ? Acc(load(h0 + col)) : Acc(0));
     if (s == 0) return tc;
-    const Acc ea = sA[(s - 1) * k.CB + c], eh = sH[(s - 1) * k.CB + c];
-    return tile_carry ? eh + ea * tc : eh;
+    return apply_map(sA[(s - 1) * k.CB + c], sH[(s - 1) * k.CB + c], tc);
 }
 
 template <int L>
@@ -294,14 +300,13 @@ __device__ void scan_forward(const IO* __restrict__ a, const IO* __restrict__ x,
     load_tile<L>(k, a, 0, A(1), (const IO*)nullptr, ta);
     load_tile<L>(k, x, 0, A(0), (const IO*)nullptr, tx);
     __syncthreads();
-    bool has_carry;
     A carry = slice_carry<L>(k, ta, tx, h0, m.sA, m.sH, m.sC, m.lA, m.lH, state + 1, agg_a, agg_h,
-                             incl_h, &has_carry);
+                             incl_h);
     const int c = threadIdx.x % CB, s = threadIdx.x / CB, i0 = s * L * CB + c;
-#pragma unroll
+#pragma unroll 8                  // fully unrolled (L = 16), every load is hoisted and sm_90 spills
     for (int j = 0; j < L; ++j) {
         const int i = sk(i0 + j * CB);
-        carry = (has_carry || j > 0) ? ta[i] * carry + tx[i] : tx[i];
+        carry = ta[i] * carry + tx[i];
         tx[i] = carry;
     }
     __syncthreads();
@@ -324,18 +329,17 @@ __device__ void scan_backward(const IO* __restrict__ a, const IO* __restrict__ h
     const Tile k = make_tile<L>(T, N, !reverse, CB, n_cg, vec, window, take_ticket(state));
     const Smem<A, 3, L> m(k, smem);
     A *ta = m.t[0], *tx = m.t[1], *th = m.t[2];
-    load_tile<L>(k, a, -1, A(1), (const IO*)nullptr, ta);   // a[t+1]; unused before the first step
+    load_tile<L>(k, a, -1, A(1), (const IO*)nullptr, ta);   // a[t+1]; 1 before the first step
     load_tile<L>(k, gh, 0, A(0), (const IO*)nullptr, tx);
     load_tile<L>(k, h, 1, A(0), h0, th);                     // h[t-1]; h0 (or 0) at the end
     __syncthreads();
-    bool has_carry;
     A g = slice_carry<L>(k, ta, tx, (const IO*)nullptr, m.sA, m.sH, m.sC, m.lA, m.lH, state + 1,
-                         agg_a, agg_h, incl_h, &has_carry);
+                         agg_a, agg_h, incl_h);
     const int c = threadIdx.x % CB, s = threadIdx.x / CB, i0 = s * L * CB + c;
 #pragma unroll
     for (int j = 0; j < L; ++j) {
         const int i = sk(i0 + j * CB);
-        g = (has_carry || j > 0) ? ta[i] * g + tx[i] : tx[i];
+        g = ta[i] * g + tx[i];
         tx[i] = g;
         th[i] = g * th[i];
         // The last logical step is the forward's first: dh0 = a there times g.

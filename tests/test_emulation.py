@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from emulation import cases as kc
+from emulation import zero_state
 from emulation.emu import Emulator, emulated
 
 pytestmark = [pytest.mark.emulation,
@@ -35,6 +36,22 @@ def emulator():
 @pytest.mark.parametrize("case", kc.cases(), ids=lambda c: c.id)
 def test_kernel_matches_reference(case, emulator, poisoned):
     kc.check(case)
+
+
+@pytest.mark.parametrize("case", zero_state.cases(), ids=lambda c: c.id)
+def test_zero_state_rule(case, emulator, poisoned):
+    """Gate products that overflow, and inf or NaN gates, over an exactly-zero state: the serial
+    loop's answer wherever it is finite, NaN wherever it is NaN (kernels/README.md)."""
+    zero_state.check(case)
+
+
+@pytest.mark.parametrize("case", [c for c in zero_state.cases() if c.kind == "overflow" and c.N == 33
+                                  and c.dt == "fp32" and not c.reverse], ids=lambda c: c.id)
+def test_broken_zero_state_rule_is_caught(case):
+    """The same check on kernels built without the rule (-DLRB_BROKEN_ZERO_STATE=1) fails."""
+    with emulated(Emulator(defines=("-DLRB_BROKEN_ZERO_STATE=1",))):
+        with pytest.raises(AssertionError, match="NaN pattern differs"):
+            zero_state.check(case)
 
 
 def test_case_grid_covers_the_launch_paths():
