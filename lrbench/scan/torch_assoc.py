@@ -26,11 +26,13 @@ def _combine(left, right):
     """Pairs (A, X) with F, the segment's first gate. A state of exactly 0 entering a segment whose
     first gate is finite contributes exactly 0, so the segment's own scan from 0 is the serial
     loop's answer there, even when its gate product overflowed (inf * 0 would make it NaN). A
-    non-finite first gate times that 0 is NaN in the serial loop, and stays NaN here."""
+    non-finite first gate times that 0 is NaN in the serial loop, and stays NaN here (and in X,
+    which carries it past a product kept at 0 by a gate of 0)."""
     a1, x1, f1 = left
     a2, x2, f2 = right
     keep = (x1 == 0) & torch.isfinite(f2)
-    return a2 * a1, torch.where(keep, x2, a2 * x1 + x2), f1
+    reset = a1 == 0             # after a gate of 0 the product stays 0, even if later ones overflow
+    return torch.where(reset, a1, a2 * a1), torch.where(keep, x2, a2 * x1 + x2), f1
 
 
 def forward(a, x, h0, reverse, out=None):

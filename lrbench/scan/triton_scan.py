@@ -40,7 +40,8 @@ if UNAVAILABLE is None:
         # (A, H) with F, the segment's first gate: a state of exactly 0 entering a segment whose
         # first gate is finite contributes exactly 0 (no inf * 0 from an overflowed product); a
         # non-finite first gate times 0 is NaN, as in the serial loop
-        return a1 * a2, tl.where((h1 == 0) & _finite(f2), h2, a2 * h1 + h2), f1
+        # after a gate of 0 the product stays 0, even if the later ones overflow (0 * inf)
+        return tl.where(a1 == 0, a1, a1 * a2), tl.where((h1 == 0) & _finite(f2), h2, a2 * h1 + h2), f1
 
     @triton.jit
     def _carry_in(ca, ch, carry, first):
