@@ -54,6 +54,13 @@ def _row(buf, base, p, rs, N):
 
 @nb.njit(cache=True, nogil=True)
 def scan(a, ao, x, xo, h, ho, rs, T, N, c):
+    if N == 1:                                   # one chain: the carry in a register
+        v = c[0]
+        for p in range(T):
+            v = a[ao + p * rs] * v + x[xo + p * rs]
+            h[ho + p * rs] = v
+        c[0] = v
+        return
     for p in range(T):
         r, lines = _ahead(p, rs, T, N, a.itemsize)
         for n in lines:
@@ -67,6 +74,14 @@ def scan(a, ao, x, xo, h, ho, rs, T, N, c):
 
 @nb.njit(cache=True, nogil=True)
 def scan_grad(a, ao, x, xo, hp, hpo, g, go, ga, gao, rs, T, N, c):
+    if N == 1:
+        v = c[0]
+        for p in range(T):
+            v = a[ao + p * rs] * v + x[xo + p * rs]
+            g[go + p * rs] = v
+            ga[gao + p * rs] = v * hp[hpo + p * rs]
+        c[0] = v
+        return
     for p in range(T):
         r, lines = _ahead(p, rs, T, N, a.itemsize)
         for n in lines:

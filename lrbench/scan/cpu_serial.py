@@ -16,7 +16,9 @@ DTYPES, DEVICES = _drv.DTYPES, _drv.DEVICES
 
 def scan_range(o, a, x, h, n, c, hp=None, ga=None):
     (A, pa), (X, px), (H, ph) = a, x, h
-    _k = _ch if o.N <= _ch.W else _rows       # few channels: all N chains in registers
+    _k = _ch if 1 < o.N <= _ch.W else _rows   # 2-8 channels: all N chains in registers (one
+    # chain alone runs faster in the row kernel's N = 1 loop: the chain kernel would fill its 8 lanes
+    # with copies of it)
     if hp is None:
         _k.scan(A, o.base(pa), X, o.base(px), H, o.base(ph), o.rs, n, o.N, c)
     else:
