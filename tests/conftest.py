@@ -94,3 +94,21 @@ def poisoned(monkeypatch):
 
 def run(backend, a, x, h0, **kw):
     return lrbench.linear_recurrence(a, x, h0, backend=backend, **kw)
+
+
+def check_forward_backward(backend, a, x, h0, reverse, dtype, seed):
+    """h, dx, da and dh0 of ``backend`` against the float64 reference, to ``dtype``'s tolerance."""
+    leaf = (lambda t, dt: None if t is None else t.detach().to(dt).clone().requires_grad_())
+    a64, x64, h064 = leaf(a, torch.float64), leaf(x, torch.float64), leaf(h0, torch.float64)
+    ref = run("reference", a64, x64, h064, reverse=reverse)
+    gh = torch.randn(ref.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    (ref * gh).sum().backward()
+    a_, x_, h0_ = leaf(a, dtype), leaf(x, dtype), leaf(h0, dtype)
+    h = run(backend, a_, x_, h0_, reverse=reverse)
+    (h * gh.to(dtype)).sum().backward()
+    tol = tolerance(backend, dtype)
+    assert_close("h", h, ref, **tol)
+    assert_close("dx", x_.grad, x64.grad, **tol)
+    assert_close("da", a_.grad, a64.grad, **tol)
+    if h0 is not None:
+        assert_close("dh0", h0_.grad, h064.grad, **tol)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import CPU_BACKENDS, assert_close, make_inputs, run, tolerance
+from conftest import CPU_BACKENDS, check_forward_backward, make_inputs
 
 TS = [1, 2, 31, 32, 33, 63, 1000, 1023, 1025, 4097]
 NS = [1, 3, 32, 257]
@@ -29,18 +29,4 @@ def _cases():
 def test_forward_backward_vs_reference(backend, T, N, dt, use_h0, reverse, gates, small_chunks, poisoned):
     dtype = DTYPES[dt]
     a, x, h0 = make_inputs(T, N, dtype, gates, seed=T * 7 + N, h0=use_h0)
-    leaf = (lambda t, dt: None if t is None else t.detach().to(dt).clone().requires_grad_())
-    a64, x64, h064 = leaf(a, torch.float64), leaf(x, torch.float64), leaf(h0, torch.float64)
-    ref = run("reference", a64, x64, h064, reverse=reverse)
-    gh = torch.randn(ref.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    (ref * gh).sum().backward()
-
-    a_, x_, h0_ = leaf(a, dtype), leaf(x, dtype), leaf(h0, dtype)
-    h = run(backend, a_, x_, h0_, reverse=reverse)
-    (h * gh.to(dtype)).sum().backward()
-    tol = tolerance(backend, dtype)
-    assert_close("h", h, ref, **tol)
-    assert_close("dx", x_.grad, x64.grad, **tol)
-    assert_close("da", a_.grad, a64.grad, **tol)
-    if h0 is not None:
-        assert_close("dh0", h0_.grad, h064.grad, **tol)
+    check_forward_backward(backend, a, x, h0, reverse, dtype, seed=1)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import assert_close, make_inputs, run, tolerance
+from conftest import assert_close, check_forward_backward, make_inputs, run, tolerance
 from lrbench.scan import _numba_chains, cpu_chunked
 
 TS = [1, 2, 31, 33, 1000, 1023, 1025]
@@ -27,20 +27,7 @@ def _cases():
 @pytest.mark.parametrize("N,T,dtype,use_h0,reverse", list(_cases()))
 def test_few_channels_vs_reference(backend, N, T, dtype, use_h0, reverse, small_chunks, poisoned):
     a, x, h0 = make_inputs(T, N, dtype, "long" if N % 3 == 0 else "sigmoid", seed=N * 31 + T, h0=use_h0)
-    leaf = (lambda t, dt: None if t is None else t.detach().to(dt).clone().requires_grad_())
-    a64, x64, h064 = leaf(a, torch.float64), leaf(x, torch.float64), leaf(h0, torch.float64)
-    ref = run("reference", a64, x64, h064, reverse=reverse)
-    gh = torch.randn(ref.shape, generator=torch.Generator().manual_seed(N), dtype=torch.float64)
-    (ref * gh).sum().backward()
-    a_, x_, h0_ = leaf(a, dtype), leaf(x, dtype), leaf(h0, dtype)
-    h = run(backend, a_, x_, h0_, reverse=reverse)
-    (h * gh.to(dtype)).sum().backward()
-    tol = tolerance(backend, dtype)
-    assert_close("h", h, ref, **tol)
-    assert_close("dx", x_.grad, x64.grad, **tol)
-    assert_close("da", a_.grad, a64.grad, **tol)
-    if h0 is not None:
-        assert_close("dh0", h0_.grad, h064.grad, **tol)
+    check_forward_backward(backend, a, x, h0, reverse, dtype, seed=N)
 
 
 @pytest.mark.parametrize("N", [1, 2, 5, 8, 15, 16])
