@@ -19,10 +19,15 @@ def _rows() -> dict[int, int | None]:
     return {int(N): T for N, T in spec["chunked_from_T"].items()}
 
 
-def chunked_wins(T: int, N: int) -> bool:
+@functools.cache
+def _start(N: int) -> int | None:
+    """The shortest T from which cpu-chunked is chosen for N channels (None: never)."""
     rows = _rows()
-    nearest = min(rows, key=lambda m: (abs(math.log2(m) - math.log2(max(N, 1))), m))
-    start = rows[nearest]
+    return rows[min(rows, key=lambda m: (abs(math.log2(m) - math.log2(max(N, 1))), m))]
+
+
+def chunked_wins(T: int, N: int) -> bool:
+    start = _start(N)
     return start is not None and T >= start
 
 

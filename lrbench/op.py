@@ -16,6 +16,7 @@ derivative is exact; otherwise the backend's fused kernel runs. The tangent is a
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -37,10 +38,14 @@ def auto_backend(T: int, N: int, dtype: torch.dtype, device: torch.device) -> st
         # be at least as fast); its threshold is a guess until measured on a GPU.
         ok = registry.available("cuda-scan") and dtype in registry.get("cuda-scan").load().DTYPES
         return "cuda-scan" if ok else "torch-loop"
-    if device.type != "cpu" or not registry.available("cpu-serial") \
-            or dtype not in registry.get("cpu-serial").load().DTYPES:
+    if device.type != "cpu" or not _compiled_cpu(dtype):
         return "torch-loop"
     return "cpu-chunked" if auto_rule.chunked_wins(T, N) else "cpu-serial"
+
+
+@functools.cache
+def _compiled_cpu(dtype: torch.dtype) -> bool:
+    return registry.available("cpu-serial") and dtype in registry.get("cpu-serial").load().DTYPES
 
 
 def _backend(name: str, a: Tensor):

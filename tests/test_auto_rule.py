@@ -38,12 +38,14 @@ def test_table_from_measurements(tmp_path, monkeypatch):
     monkeypatch.setattr("lrbench.machine.name", lambda: "box")
     assert cli.main(["auto-table", "--results", str(results)]) == 0
     auto_rule._rows.cache_clear()
+    auto_rule._start.cache_clear()
     try:
         assert auto_rule.chunked_wins(256, 1) and not auto_rule.chunked_wins(255, 1)
         assert auto_rule.chunked_wins(1 << 20, 2)              # N = 2 is nearest N = 1 (log2)
         assert not auto_rule.chunked_wins(1 << 20, 8) and not auto_rule.chunked_wins(1 << 20, 4096)
     finally:
         auto_rule._rows.cache_clear()
+        auto_rule._start.cache_clear()
 
 
 def test_no_rows_is_a_clear_error(tmp_path):
