@@ -59,11 +59,12 @@ def load(results: Path) -> tuple[pd.DataFrame, list[str]]:
                 stale.add(name)
                 continue
             values, params = row.get("result") or [], row.get("params") or []
-            for combo, value in zip(itertools.product(*params), values):
+            repeats = row.get("stats_repeat") or [None] * len(values)
+            for combo, value, repeat in zip(itertools.product(*params), values, repeats):
                 if value is None or (isinstance(value, float) and math.isnan(value)):
                     continue
                 rec = dict(machine=machine, commit=commit, date=date, benchmark=name,
-                           value=float(value), unit=meta.get("unit", ""))
+                           value=float(value), unit=meta.get("unit", ""), samples=repeat)
                 rec.update({k: _value(v) for k, v in zip(meta.get("param_names", []), combo)})
                 rows.append(rec)
         if stale:
@@ -77,15 +78,18 @@ def newest(df: pd.DataFrame) -> pd.DataFrame:
     """The newest result per machine and point (every commit's rows stay in ``df`` for history)."""
     if df.empty:
         return df
-    keys = [c for c in df.columns if c not in ("commit", "date", "value", "unit")]
+    keys = [c for c in df.columns if c not in ("commit", "date", "value", "unit", "samples")]
     return df.sort_values("date").groupby(keys, dropna=False, as_index=False).last()
 
 
 def history_chart(df, machine, figures, written):
     """Time per commit (in commit order) of the regression subset's rows: a step up is a
-    regression. One line per case, normalised to its first measured commit."""
+    regression. One line per case, normalised to its first measured commit; runs that timed each
+    case once (``--quick``) are left out."""
     import matplotlib.pyplot as plt
     t = _select(df, "bench_regression.Regression.time_scan")
+    if "samples" in t:                        # a --quick run times once: too noisy for history
+        t = t[t.samples.isna() | (t.samples > 1)]
     if t.empty or t.commit.nunique() < 2:
         return
     order = t.groupby("commit").date.min().sort_values().index.tolist()
