@@ -113,7 +113,7 @@ def test_sigkill_at_20_random_moments_loses_at_most_one_interval(tmp_path):
     whole = tmp_path / "whole"
     assert main([*common, "--out", str(whole), "--max-steps", str(total)]) == 0
     (step_a, a), (step_b, b) = _final(whole), _final(cut)
-    assert step_a == step_b == total
+    assert step_a == step_b <= total               # less when the tiny task converges first
     for k in a:
         assert torch.equal(a[k], b[k]), k               # bitwise the same run
     strip = lambda rs: [(r["step"], r["loss"], r["acc"]) for r in rs]
