@@ -94,8 +94,9 @@ def linear_recurrence(a, x, h0=None, *, dim: int = 0, reverse: bool = False, bac
     else:
         scan_out_op(at, xt, h0, reverse, backend, out=outt)
     if cu_seqlens is not None:
-        outt.copy_(repair(outt.clone(), *packed, cu, reverse,
-                          lambda a, x, h0: forward(a, x, h0, reverse, backend)))
+        fixed = repair(outt, *packed, cu, reverse, lambda a, x, h0: forward(a, x, h0, reverse, backend))
+        if fixed is not outt:                     # recomputed from a, x, h0 alone: no aliasing
+            outt.copy_(fixed)
     if out_np is not None and not np.shares_memory(out_np, out.numpy()):
         np.copyto(out_np, out.numpy())            # a byte order or strides torch cannot view
     return out_np if as_numpy else out

@@ -99,3 +99,7 @@ def test_a_non_finite_neighbour_does_not_leak(backend, reverse):
     assert_close("h", h[second], alone, **TOL[torch.float64])
     (ga,) = torch.autograd.grad(h[second].sum(), a)
     assert torch.isfinite(ga).all() and ga[second].abs().sum() > 0, ga
+    out = torch.empty_like(x)
+    with torch.no_grad():
+        run(backend, a, x, None, reverse=reverse, cu_seqlens=cu, out=out)
+    assert_close("out", out[second], alone, **TOL[torch.float64])
