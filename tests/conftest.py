@@ -96,7 +96,7 @@ def run(backend, a, x, h0, **kw):
     return lrbench.linear_recurrence(a, x, h0, backend=backend, **kw)
 
 
-def check_forward_backward(backend, a, x, h0, reverse, dtype, seed):
+def assert_matches_reference(backend, a, x, h0, reverse, dtype, seed):
     """h, dx, da and dh0 of ``backend`` against the float64 reference, to ``dtype``'s tolerance."""
     leaf = (lambda t, dt: None if t is None else t.detach().to(dt).clone().requires_grad_())
     a64, x64, h064 = leaf(a, torch.float64), leaf(x, torch.float64), leaf(h0, torch.float64)

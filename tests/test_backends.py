@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import CPU_BACKENDS, check_forward_backward, make_inputs
+from conftest import CPU_BACKENDS, assert_matches_reference, make_inputs
 
 TS = [1, 2, 31, 32, 33, 63, 1000, 1023, 1025, 4097]
 NS = [1, 3, 32, 257]
@@ -29,4 +29,4 @@ def _cases():
 def test_forward_backward_vs_reference(backend, T, N, dt, use_h0, reverse, gates, small_chunks, poisoned):
     dtype = DTYPES[dt]
     a, x, h0 = make_inputs(T, N, dtype, gates, seed=T * 7 + N, h0=use_h0)
-    check_forward_backward(backend, a, x, h0, reverse, dtype, seed=1)
+    assert_matches_reference(backend, a, x, h0, reverse, dtype, seed=1)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import assert_close, check_forward_backward, make_inputs, run, tolerance
+from conftest import assert_close, assert_matches_reference, make_inputs, run, tolerance
 from lrbench.scan import _numba_chains, cpu_chunked
 
 TS = [1, 2, 31, 33, 1000, 1023, 1025]
@@ -27,7 +27,7 @@ def _cases():
 @pytest.mark.parametrize("N,T,dtype,use_h0,reverse", list(_cases()))
 def test_few_channels_vs_reference(backend, N, T, dtype, use_h0, reverse, small_chunks, poisoned):
     a, x, h0 = make_inputs(T, N, dtype, "long" if N % 3 == 0 else "sigmoid", seed=N * 31 + T, h0=use_h0)
-    check_forward_backward(backend, a, x, h0, reverse, dtype, seed=N)
+    assert_matches_reference(backend, a, x, h0, reverse, dtype, seed=N)
 
 
 @pytest.mark.parametrize("N", [1, 2, 5, 8, 15, 16])
