@@ -76,16 +76,13 @@ def linear_recurrence(a, x, h0=None, *, dim: int = 0, reverse: bool = False, bac
         if h0 is not None and h0.shape[0] != cu.numel() - 1:
             raise ValueError(f"argument 'h0' must hold one state per sequence of 'cu_seqlens' "
                              f"({cu.numel() - 1}); got {h0.shape[0]}")
-        if out is None:
-            h = repair(scan(*reset_at_starts(at, xt, h0, cu, reverse), None, reverse, backend),
-                       at, xt, h0, cu, reverse, lambda a, x, h0: scan(a, x, h0, reverse, backend))
-            h = h.movedim(0, dim) if dim else h
-            return h.detach().numpy() if as_numpy else h
-        packed = (at, xt, h0)                                 # out=: nothing requires grad
+        packed = (at, xt, h0)
         at, xt = reset_at_starts(at, xt, h0, cu, reverse)
         h0 = None
     if out is None:
         h = scan(at, xt, h0, reverse, backend)
+        if cu_seqlens is not None:
+            h = repair(h, *packed, cu, reverse, lambda a, x, h0: scan(a, x, h0, reverse, backend))
         h = h.movedim(0, dim) if dim else h
         return h.detach().numpy() if as_numpy else h
     outt = out.movedim(dim, 0) if dim else out

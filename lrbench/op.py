@@ -24,7 +24,7 @@ from torch import Tensor
 
 from . import auto_rule, memory, registry
 from .checks import check_backend
-from .scan._common import previous_states, shifted_gates
+from .scan._common import backward_by_reverse_scan, previous_states
 
 TILE_BYTES = 8 << 20     # per operand: the time steps of a strided input copied at once
 
@@ -216,16 +216,16 @@ def _conj(t: Tensor | None) -> Tensor | None:
 def _backward(ctx, gh):
     a, h, h0 = ctx.saved_tensors
     reverse, backend = ctx.reverse, ctx.backend
+    if a.shape[0] == 0:
+        return torch.zeros_like(a), torch.zeros_like(gh), torch.zeros_like(h0) if ctx.has_h0 else None, None, None
     ac, hc, h0c = _conj(a), _conj(h), _conj(h0)
     if torch.is_grad_enabled():          # a graph of the backward is wanted: build it from scan
-        g = scan(shifted_gates(ac, reverse), gh, None, not reverse, backend)
-        ga = g * previous_states(hc, h0c, reverse)
+        ga, g, gh0 = backward_by_reverse_scan(lambda a, x, h0, r: scan(a, x, h0, r, backend),
+                                              ac, hc, h0c, gh, reverse)
     else:
         ga, g = scan_backward_op(ac, hc, h0c, gh, reverse, backend)
-    gh0 = None
-    if ctx.has_h0:
         first = -1 if reverse else 0
-        gh0 = ac[first] * g[first] if a.shape[0] else torch.zeros_like(h0)
+        gh0 = ac[first] * g[first] if ctx.has_h0 else None
     return ga, g, gh0, None, None
 
 
