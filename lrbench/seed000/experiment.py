@@ -25,16 +25,15 @@ import time
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
 from .. import atomic
 from ..timing import median_time
 from ..options import POSITIVE_INT, writable_dir
 from ..options import parser as new_parser
-from ..tasks import problem_2b
 from . import methods
 from .cells import GRUCell, TanhCell
 from .front import front
+from .tasks import data_2b as data
 
 CELLS = {"tanh": TanhCell, "gru": GRUCell}
 ALL_METHODS = ["table-K1", "table-K4", "table-K16", "table-rand-K1", "hybrid", "deer", "bptt", "tbptt",
@@ -51,14 +50,6 @@ PRESETS = {
     "tune": dict(cells={"tanh": [16, 32]}, seeds=[0], max_steps=2000, max_seconds=150.0, methods=TABLE_METHODS,
                  grid=[(lr, mu) for lr in (0.003, 0.01, 0.03) for mu in (0.1, 1.0, 10.0)]),
 }
-
-
-def data(M, N, p, seed):
-    """Problem 2b as one-hot inputs (M, N, p) with x_0 = ±e_0, and labels (M,)."""
-    idx, sign, label = problem_2b(N, M, p, torch.Generator().manual_seed(seed))
-    x = F.one_hot(idx.T, p).float()
-    x[:, 0] *= sign[:, None]
-    return x, label
 
 
 def depth_per_step(method: str, N: int) -> float:
@@ -211,12 +202,18 @@ def _run_job(job):
 
 def parser(ap: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     ap = ap or new_parser("lrbench seed000", "State-table training vs BPTT on problem 2b over lags.")
-    ap.add_argument("--preset", choices=sorted(PRESETS), default="quick",
+    from .round2 import PRESETS as ROUND2, STAGES
+    ap.add_argument("--preset", choices=sorted(PRESETS) + sorted(ROUND2), default="quick",
                     help="quick: tanh cell, lags 4 and 8; full: tanh and GRU, lags 4-128, every method; "
-                         "tune: table methods at lags 16 and 32 over 9 (lr, mu) settings")
+                         "tune: table methods at lags 16 and 32 over 9 (lr, mu) settings; round2: fair "
+                         "baselines, hybrid ablations, the adding problem and lags to 1024 (round2-quick: "
+                         "the same at lags 4-16)")
     ap.add_argument("--out", default="results/seed000",
                     help="folder for the CSVs, summary and charts (finished runs there are kept)")
     ap.add_argument("--jobs", type=POSITIVE_INT, default=1, help="runs at once, one thread each")
+    ap.add_argument("--stages", nargs="+", choices=STAGES, default=STAGES,
+                    help="round2 presets: the stages to run (default: all, in this order); the summary and "
+                         "charts are always redrawn")
     return ap
 
 
@@ -226,6 +223,9 @@ def main(argv=None) -> int:
 
 def run(args) -> int:
     """The preset's missing runs, then its timing, fits, summary and charts (``--out`` checked first)."""
+    if args.preset not in PRESETS:
+        from . import round2
+        return round2.run(args)
     cfg = PRESETS[args.preset]
     out = writable_dir(args.out, "--out")
     paths = {k: out / f"{k}_{args.preset}.csv" for k in ("runs", "front", "timing", "alpha")}

@@ -21,9 +21,12 @@ from .cells import roll_out
 
 
 class TableModel(nn.Module):
-    def __init__(self, cell: nn.Module, n: int, M: int, T: int, classes: int = 2, init_scale: float = 0.1):
+    def __init__(self, cell: nn.Module, n: int, M: int, T: int, classes: int = 2, init_scale: float = 0.1,
+                 loss=F.cross_entropy):
+        """``classes`` is the readout's width and ``loss(output, y, reduction=...)`` its loss (the
+        cross-entropy of ``classes`` classes by default)."""
         super().__init__()
-        self.cell, self.readout = cell, nn.Linear(n, classes)
+        self.cell, self.readout, self.loss = cell, nn.Linear(n, classes), loss
         self.table = nn.Parameter(init_scale * torch.randn(M, T, n))
         self.register_buffer("h0", torch.zeros(n))
 
@@ -37,7 +40,7 @@ class TableModel(nn.Module):
         out = self.cell(self.previous(ids), x[ids])                      # f(E[t-1], x[t]) for all t
         consistency = (out - self.table[ids]).square().sum(-1).mean()
         logits = self.readout(out[:, -1])
-        return F.cross_entropy(logits, y[ids]), mu * consistency, logits
+        return self.loss(logits, y[ids]), mu * consistency, logits
 
     def transition_losses(self, ids, ts, x, y, mu: float):
         """The same on random transitions (sequence ``ids[i]``, step ``ts[i]``); the output loss
@@ -47,7 +50,7 @@ class TableModel(nn.Module):
         out = self.cell(prev, x[ids, ts])
         consistency = (out - self.table[ids, ts]).square().sum(-1).mean()
         last = ts == T - 1
-        ce = (F.cross_entropy(self.readout(out[last]), y[ids[last]], reduction="sum") / len(ids)
+        ce = (self.loss(self.readout(out[last]), y[ids[last]], reduction="sum") / len(ids)
               if last.any() else out.sum() * 0)
         return ce, mu * consistency
 
@@ -55,6 +58,14 @@ class TableModel(nn.Module):
     def max_residual(self, x) -> float:
         ids = torch.arange(self.table.shape[0])
         return (self.cell(self.previous(ids), x) - self.table).abs().max().item()
+
+    @torch.no_grad()
+    def drift(self, x) -> tuple[float, float]:
+        """(largest, mean) |table - roll-out| over the training sequences ``x`` (M, T, p): how far
+        the states the table holds are from the trajectory the cell actually follows."""
+        ids = torch.arange(self.table.shape[0])
+        gap = (self.table - roll_out(self.cell, x.transpose(0, 1), self.h0.expand(len(ids), -1)).transpose(0, 1)).abs()
+        return gap.max().item(), gap.mean().item()
 
     @torch.no_grad()
     def roll_out_logits(self, x) -> torch.Tensor:

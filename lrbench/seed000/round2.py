@@ -1,0 +1,339 @@
+"""``lrbench seed000 --preset round2``: is the GRU hybrid's lag-128 result real?
+
+Five stages, in this order, on problem 2b (p = 8) unless named otherwise; every run trains on
+``batch`` sequences per step and is scored by sequential roll-out from the zero state:
+
+- ``fair``: BPTT on fresh sequences every step and on fixed sets of M sequences, the hybrid on
+  fixed sets, at lags ``fair_lags``. Each (method, data) first runs every learning rate of ``lrs``
+  with the sweep seeds; the rate with the best *validation* result (solved, then fewest steps, then
+  accuracy) then runs the other seeds. The held-out *test* set is scored once, when a run stops.
+  DEER computes BPTT's gradient, so it runs the same sweep at the first lag only, to show that its
+  runs track BPTT's; at longer lags its cost per step (timed below) rules it out on a CPU.
+- ``ablate``: the hybrid at ``ablate_lag`` with 0, 1, 2, 4 or converged sweeps per step, a frozen
+  table (K = 4) and consistency weights μ of 0.1 and 10.
+- ``drift``: the hybrid on the tanh and GRU cells at ``drift_lag``; every evaluation records how
+  far the table is from the roll-out of the same training sequences (``trace_<preset>.csv``).
+- ``adding``: the adding problem for BPTT, DEER (both fresh) and the hybrid at ``adding_lags``.
+- ``long``: the (method, data) pairs that solved the last fair lag in most seeds, at their chosen
+  rate, at ``long_lags`` with ``long_seeds``.
+
+A (method, data) with no solved run at one lag is not run at the longer ones of its stage (rows
+with ``stopped_by = skipped``). Then every method's milliseconds per step are timed alone on one
+thread and on ``threads`` threads (``timing_<preset>.csv``), and the summary and charts are drawn.
+Rows are written atomically after every run; finished runs are kept, so an interrupted preset
+continues where it stopped.
+"""
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import asdict, dataclass
+
+import pandas as pd
+import torch
+
+from .. import atomic
+from ..timing import median_time
+from . import methods, tasks
+from .cells import GRUCell, TanhCell
+
+CELLS = {"tanh": TanhCell, "gru": GRUCell}
+N_HIDDEN, P = 32, 8
+SOLVED = 0.99                                                 # validation accuracy that stops a run
+
+
+@dataclass(frozen=True)
+class Config:
+    """One training recipe; ``data`` is "fresh" or "M=<size>" (a fixed training set)."""
+    stage: str
+    task: str
+    cell: str
+    method: str
+    data: str
+    sweeps: int = 1                                            # hybrid only; methods.CONVERGE: until converged
+    freeze: int = 1
+    mu: float = 1.0
+    trace: bool = False
+
+    @property
+    def label(self) -> str:
+        name = f"{self.method} {self.data}"
+        if self.method == "hybrid" and (self.sweeps, self.freeze, self.mu) != (1, 1, 1.0):
+            sweeps = "conv" if self.sweeps == methods.CONVERGE else self.sweeps
+            name += f" sweeps={sweeps} K={self.freeze} mu={self.mu:g}"
+        return name
+
+
+STAGES = ["fair", "deer", "ablate", "drift", "adding", "long", "timing"]
+
+PRESETS = {
+    "round2": dict(lrs=(0.002, 0.005, 0.01, 0.02), sweep_seeds=[0], more_seeds=[1, 2], sizes=(512, 2048, 8192),
+                   batch=512, val=512, test=1024, fair_lags=[32, 64, 128], ablate_lag=64, drift_lag=16,
+                   adding_lags=[16, 32, 64], long_lags=[256, 512, 1024], long_seeds=[0, 1, 2, 3, 4],
+                   max_steps=400, max_seconds=180.0, long_max_seconds=240.0, eval_every=5, threads=2, reps=3),
+    "round2-quick": dict(lrs=(0.01, 0.03), sweep_seeds=[0], more_seeds=[1], sizes=(32, 64), batch=32, val=64,
+                         test=64, fair_lags=[4, 8], ablate_lag=4, drift_lag=4, adding_lags=[4, 8], long_lags=[16],
+                         long_seeds=[0, 1], max_steps=30, max_seconds=20.0, long_max_seconds=20.0, eval_every=5,
+                         threads=2, reps=1),
+}
+
+
+def _configs(cfg: dict) -> dict[str, list[Config]]:
+    small, *_ = cfg["sizes"]
+    fixed = [f"M={m}" for m in cfg["sizes"]]
+    hybrid = lambda **kw: Config("ablate", "2b", "gru", "hybrid", f"M={small}", trace=True, **kw)
+    return {
+        "fair": [Config("fair", "2b", "gru", "bptt", d) for d in ["fresh", fixed[0], fixed[-1]]]
+        + [Config("fair", "2b", "gru", "hybrid", d) for d in fixed],
+        "deer": [Config("fair", "2b", "gru", "deer", "fresh")],
+        "ablate": [hybrid(sweeps=s) for s in (0, 1, 2, 4, methods.CONVERGE)]
+        + [hybrid(freeze=4), hybrid(mu=0.1), hybrid(mu=10.0)],
+        "drift": [Config("drift", "2b", c, "hybrid", f"M={small}", trace=True) for c in ("tanh", "gru")],
+        "adding": [Config("adding", "adding", "gru", m, "fresh") for m in ("bptt", "deer")]
+        + [Config("adding", "adding", "gru", "hybrid", f"M={small}")],
+    }
+
+
+def _sets(task: tasks.Task, cfg: dict, config: Config, N: int, seed: int):
+    """(training set, validation set, test set, fresh sampler or None); seeds keep them apart."""
+    M = cfg["batch"] if config.data == "fresh" else int(config.data[2:])
+    train = task.sample(M, N, seed)
+    val, test = task.sample(cfg["val"], N, 20_000 + seed), task.sample(cfg["test"], N, 10_000 + seed)
+    fresh = (lambda s: task.sample(cfg["batch"], N, 30_000 + s)) if config.data == "fresh" else None
+    return train, val, test, fresh
+
+
+def depth_per_step(config: Config, N: int, extras: dict) -> float:
+    """Sequential steps per optimiser step: N for BPTT, the measured fixed-point iterations for
+    DEER, the sweeps plus one parallel step for the hybrid (1 for the pure table)."""
+    if config.method == "deer":
+        return extras["deer_iters_per_step"]
+    if config.method == "hybrid":
+        return extras.get("sweeps_per_step", 0.0) + 1.0
+    return float(N)
+
+
+def run_one(config: Config, N: int, seed: int, lr: float, cfg: dict, max_seconds: float):
+    """One run: (row, trace rows). Stops when the validation accuracy reaches ``SOLVED`` at an
+    evaluation (every ``eval_every`` steps), after ``max_steps`` or, at an evaluation, after
+    ``max_seconds``; then scores the test set once."""
+    torch.manual_seed(seed)
+    task = tasks.make(config.task, P)
+    (x, y), (vx, vy), (tx, ty), fresh = _sets(task, cfg, config, N, seed)
+    m = methods.make(config.method, CELLS[config.cell](task.m, N_HIDDEN), N_HIDDEN, x, y, lr, config.mu,
+                     sweeps=config.sweeps, freeze=config.freeze, loss=task.loss, out=task.out,
+                     batch=cfg["batch"], fresh=fresh, seed=seed)
+    score = lambda a, b: task.correct(m.logits(a), b).float().mean().item()
+    trace, solved_at, val, s, start = [], None, 0.0, 0, time.perf_counter()
+    for s in range(1, cfg["max_steps"] + 1):
+        m.step()
+        if s % cfg["eval_every"]:
+            continue
+        val = score(vx, vy)
+        if config.trace:
+            drift_max, drift_mean = m.model.drift(x)
+            trace.append(dict(**asdict(config), N=N, seed=seed, lr=lr, step=s, val_acc=val, drift_max=drift_max,
+                              drift_mean=drift_mean, max_residual=m.model.max_residual(x)))
+        if val >= SOLVED:
+            solved_at = s
+            break
+        if time.perf_counter() - start > max_seconds:
+            break
+    seconds = time.perf_counter() - start
+    extras = m.extras()
+    row = dict(**asdict(config), N=N, seed=seed, lr=lr, label=config.label, batch=cfg["batch"],
+               max_steps=cfg["max_steps"], solved=solved_at is not None, steps=solved_at or s,
+               stopped_by="solved" if solved_at else ("steps" if s == cfg["max_steps"] else "time"),
+               val_acc=val, test_acc=score(tx, ty), train_acc=score(x, y),
+               epochs=(solved_at or s) * m.epochs_per_step, seconds=seconds)
+    row["depth_per_step"] = depth_per_step(config, N, extras)
+    row.update({k: v for k, v in extras.items() if k in ("max_residual", "train_lookup_acc", "sweeps_per_step")})
+    return row, trace
+
+
+def _job(args):
+    torch.set_num_threads(1)
+    return run_one(*args)
+
+
+class Store:
+    """The preset's runs and traces, rewritten atomically after every run."""
+
+    def __init__(self, out, preset):
+        self.paths = {k: out / f"{k}_{preset}.csv" for k in ("runs", "trace", "timing")}
+        load = lambda k: pd.read_csv(self.paths[k]) if self.paths[k].exists() else pd.DataFrame()
+        self.runs, self.trace, self.timing = load("runs"), load("trace"), load("timing")
+
+    def _rows(self, config: Config, N: int):
+        if self.runs.empty:
+            return self.runs
+        r = self.runs
+        want = dict(asdict(config), N=N)
+        want.pop("trace")
+        mask = pd.Series(True, index=r.index)
+        for k, v in want.items():
+            mask &= (r[k] - v).abs() < 1e-12 if isinstance(v, float) else r[k] == v
+        return r[mask]
+
+    def has(self, config, N, seed, lr) -> bool:
+        rows = self._rows(config, N)
+        return not rows.empty and ((rows.seed == seed) & ((rows.lr - lr).abs() < 1e-12)).any()
+
+    def add(self, row: dict, trace: list[dict]):
+        self.runs = pd.concat([self.runs, pd.DataFrame([row])], ignore_index=True)
+        if trace:
+            self.trace = pd.concat([self.trace, pd.DataFrame(trace)], ignore_index=True)
+            atomic.write_csv(self.trace, self.paths["trace"])
+        atomic.write_csv(self.runs, self.paths["runs"])
+
+    def solved_any(self, config, N) -> bool:
+        rows = self._rows(config, N)
+        return not rows.empty and bool(rows.solved.fillna(False).astype(bool).any())
+
+    def chosen_lr(self, config, N, seeds) -> float | None:
+        """The rate whose sweep-seed runs did best on validation: most solved, then fewest steps
+        (median of the solved), then highest validation accuracy."""
+        rows = self._rows(config, N)
+        rows = rows[rows.seed.isin(seeds) & (rows.stopped_by != "skipped")]
+        if rows.empty:
+            return None
+        solved = rows.solved.astype(bool)
+        rank = lambda lr: (-solved[rows.lr == lr].sum(), rows[solved & (rows.lr == lr)].steps.median()
+                           if (solved & (rows.lr == lr)).any() else float("inf"), -rows[rows.lr == lr].val_acc.mean(), lr)
+        return float(min(sorted(set(rows.lr)), key=rank))
+
+
+def _execute(store: Store, pool, jobs, bar):
+    """Run the jobs not yet in ``store`` (on ``pool`` when given), adding each row as it finishes."""
+    todo = [j for j in jobs if not store.has(j[0], j[1], j[2], j[3])]
+    bar.total += len(todo)
+    bar.refresh()
+    results = pool.map(_job, todo) if pool else map(_job, todo)
+    for row, trace in results:
+        store.add(row, trace)
+        bar.update(1)
+
+
+def _skip(store: Store, config: Config, N: int, seeds, lrs):
+    for seed, lr in itertools.product(seeds, lrs):
+        if not store.has(config, N, seed, lr):
+            store.add(dict(**asdict(config), N=N, seed=seed, lr=lr, label=config.label, solved=False,
+                           stopped_by="skipped"), [])
+
+
+def _lagged(store, pool, bar, cfg, configs, lags, seeds, lrs_of, max_seconds, sweep=False):
+    """Each config over ``lags`` (shortest first), skipped after a lag it solved in no run. With
+    ``sweep``: every rate on the sweep seeds, then the chosen rate on the other seeds."""
+    live = list(configs)
+    for i, N in enumerate(lags):
+        if i:
+            dead = [c for c in live if not store.solved_any(c, lags[i - 1])]
+            for c in dead:
+                for later in lags[i:]:
+                    _skip(store, c, later, seeds, lrs_of(c, later))
+            live = [c for c in live if c not in dead]
+        if sweep:
+            _execute(store, pool, [(c, N, s, lr, cfg, max_seconds) for c in live for lr in cfg["lrs"]
+                                   for s in cfg["sweep_seeds"]], bar)
+            _execute(store, pool, [(c, N, s, store.chosen_lr(c, N, cfg["sweep_seeds"]), cfg, max_seconds)
+                                   for c in live for s in cfg["more_seeds"]], bar)
+        else:
+            _execute(store, pool, [(c, N, s, lr, cfg, max_seconds) for c in live for lr in lrs_of(c, N)
+                                   for s in seeds], bar)
+
+
+def long_configs(store: Store, cfg: dict, configs) -> list[tuple[Config, float]]:
+    """The fair (method, data) pairs that solved the last fair lag in most of their chosen-rate
+    seeds, with that rate, relabelled to the ``long`` stage."""
+    N = cfg["fair_lags"][-1]
+    out = []
+    for c in configs:
+        lr = store.chosen_lr(c, N, cfg["sweep_seeds"])
+        rows = store._rows(c, N)
+        rows = rows[(rows.lr - (lr or 0)).abs() < 1e-12] if lr is not None else rows.iloc[:0]
+        if len(rows) and rows.solved.astype(bool).mean() > 0.5:
+            out.append((Config("long", c.task, c.cell, c.method, c.data), lr))
+    return out
+
+
+def time_step(config: Config, N: int, cfg: dict, threads: int) -> float:
+    """Median seconds of one optimiser step on ``threads`` threads, alone, after a warm-up step."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    task = tasks.make(config.task, P)
+    (x, y), _, _, fresh = _sets(task, dict(cfg, val=2, test=2), config, N, 0)
+    m = methods.make(config.method, CELLS[config.cell](task.m, N_HIDDEN), N_HIDDEN, x, y, 0.01, config.mu,
+                     sweeps=config.sweeps, freeze=config.freeze, loss=task.loss, out=task.out, batch=cfg["batch"],
+                     fresh=fresh)
+    return median_time(m.step, min_reps=cfg["reps"], min_seconds=0.0, max_reps=cfg["reps"])
+
+
+def timing_jobs(runs: pd.DataFrame, batch: int) -> list[tuple[Config, int]]:
+    """One (config, lag) per recipe and lag that ran, the data regime reduced to fresh sequences
+    or a fixed set of one batch (a step's cost depends on the batch, not on M)."""
+    ran = runs[runs.stopped_by != "skipped"]
+    seen, out = set(), []
+    for r in ran.itertuples():
+        c = Config("time", r.task, r.cell, r.method, "fresh" if r.method != "hybrid" else f"M={batch}",
+                   int(r.sweeps), int(r.freeze), float(r.mu))
+        if (c, int(r.N)) not in seen:
+            seen.add((c, int(r.N)))
+            out.append((c, int(r.N)))
+    return out
+
+
+def run(args) -> int:
+    from concurrent.futures import ProcessPoolExecutor
+    import multiprocessing
+
+    from tqdm import tqdm
+
+    from ..options import writable_dir
+    from . import round2_report
+
+    cfg = PRESETS[args.preset]
+    out = writable_dir(args.out, "--out")
+    store = Store(out, args.preset)
+    configs = _configs(cfg)
+    pool = (ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"))
+            if args.jobs > 1 else None)
+    bar = tqdm(desc=f"seed000 {args.preset}", total=0)
+    seeds = cfg["sweep_seeds"] + cfg["more_seeds"]
+    every_lr = lambda c, N: cfg["lrs"]
+    base_lr = lambda c, N: [0.01]
+    stages = set(getattr(args, "stages", STAGES))
+    try:
+        if "fair" in stages:
+            _lagged(store, pool, bar, cfg, configs["fair"], cfg["fair_lags"], seeds, every_lr, cfg["max_seconds"],
+                    sweep=True)
+        if "deer" in stages:
+            _lagged(store, pool, bar, cfg, configs["deer"], cfg["fair_lags"][:1], cfg["sweep_seeds"], every_lr,
+                    cfg["max_seconds"])
+        for stage, lags in [("ablate", [cfg["ablate_lag"]]), ("drift", [cfg["drift_lag"]]),
+                            ("adding", cfg["adding_lags"])]:
+            if stage in stages:
+                _lagged(store, pool, bar, cfg, configs[stage], lags, seeds, base_lr, cfg["max_seconds"])
+        if "long" in stages:
+            chosen = dict(long_configs(store, cfg, configs["fair"]))
+            _lagged(store, pool, bar, cfg, list(chosen), cfg["long_lags"], cfg["long_seeds"],
+                    lambda c, N: [chosen[c]], cfg["long_max_seconds"])
+    finally:
+        if pool:
+            pool.shutdown()
+        bar.close()
+    timing = store.timing
+    have = set() if timing.empty else set(zip(timing.task, timing.cell, timing.label, timing.N))
+    todo = [(c, N) for c, N in timing_jobs(store.runs, cfg["batch"]) if (c.task, c.cell, c.label, N) not in have]
+    for c, N in tqdm(todo if "timing" in stages else [], desc="timing"):
+        if c.method == "deer" and N > cfg["fair_lags"][-1]:
+            continue
+        row = dict(task=c.task, cell=c.cell, label=c.label, method=c.method, N=N,
+                   ms_1_thread=1e3 * time_step(c, N, cfg, 1),
+                   **{f"ms_{cfg['threads']}_threads": 1e3 * time_step(c, N, cfg, cfg["threads"])})
+        timing = pd.concat([timing, pd.DataFrame([row])], ignore_index=True)
+        atomic.write_csv(timing, store.paths["timing"])
+    torch.set_num_threads(1)
+    store.timing = timing
+    for path in round2_report.write(store.runs, store.trace, timing, out, args.preset, cfg):
+        print("wrote", path)
+    return 0
