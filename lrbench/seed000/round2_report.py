@@ -133,7 +133,7 @@ def summary(runs, trace, timing, cfg, preset) -> str:
                                                                               "val_acc"]].median()
         parts += ["## Table against roll-out, at the first and the last evaluation (medians over seeds)", "",
                   "`drift` = |table - roll-out of the same training sequences|; `sweeps` = -1: until converged.", "",
-                  markdown(agg(first).join(agg(last), lsuffix=" first", rsuffix=" last").round(4)), ""]
+                  markdown(pd.concat([agg(first).add_suffix(" first"), agg(last).add_suffix(" last")], axis=1).round(4)), ""]
     fits = []
     for stage in (("fair", "long"), ("adding",)):
         sub = pd.concat([best, runs[runs.stage == "long"]]) if stage[0] == "fair" else runs[runs.stage == "adding"]
