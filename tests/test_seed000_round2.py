@@ -141,7 +141,9 @@ def test_quick_preset_runs_every_stage_resumes_and_reports(tmp_path, capsys):
     second call finds nothing left to run and leaves the runs untouched."""
     assert cli.main(["seed000", "--preset", "round2-quick", "--jobs", "2", "--out", str(tmp_path)]) == 0
     runs = pd.read_csv(tmp_path / "runs_round2-quick.csv")
-    assert set(runs.stage) == {"fair", "ablate", "drift", "adding", "long"}
+    assert set(runs.stage) == {"fair", "ablate", "drift", "adding", "budget", "long"}
+    budget = runs[runs.stage == "budget"]
+    assert set(budget.max_steps.dropna()) == {5 * 30} and set(budget.lr) == {0.01, 0.03}
     assert set(runs[runs.stage == "fair"].data) == {"fresh", "M=32", "M=64"}
     assert set(runs[(runs.stage == "fair") & (runs.method == "deer")].seed) == {0}
     assert set(runs.stopped_by) <= {"solved", "steps", "time", "skipped"}
@@ -154,7 +156,7 @@ def test_quick_preset_runs_every_stage_resumes_and_reports(tmp_path, capsys):
     timing = pd.read_csv(tmp_path / "timing_round2-quick.csv")
     assert (timing[["ms_1_thread", "ms_2_threads"]] > 0).all().all()
     summary = (tmp_path / "summary_round2-quick.md").read_text()
-    for title in ("learning-rate sweep", "DEER against BPTT", "Hybrid ablations", "adding problem", "Longer lags",
+    for title in ("learning-rate sweep", "DEER against BPTT", "Hybrid ablations", "adding problem", "longer budget", "Longer lags",
                   "Time per step"):
         assert title in summary
     for chart in ("steps_vs_lag", "ms_per_step", "drift"):

@@ -14,6 +14,8 @@ Five stages, in this order, on problem 2b (p = 8) unless named otherwise; every 
 - ``drift``: the hybrid on the tanh and GRU cells at ``drift_lag``; every evaluation records how
   far the table is from the roll-out of the same training sequences (``trace_<preset>.csv``).
 - ``adding``: the adding problem for BPTT, DEER (both fresh) and the hybrid at ``adding_lags``.
+- ``budget``: BPTT on fresh sequences at the fair lags after the first, every rate, the sweep
+  seeds, with ``BUDGET_FACTOR`` times the step and time budgets: is its failure only the budget?
 - ``long``: the (method, data) pairs that solved the last fair lag in most seeds, at their chosen
   rate, at ``long_lags`` with ``long_seeds``.
 
@@ -64,7 +66,8 @@ class Config:
         return name
 
 
-STAGES = ["fair", "deer", "ablate", "drift", "adding", "long", "timing"]
+STAGES = ["fair", "deer", "ablate", "drift", "adding", "budget", "long", "timing"]
+BUDGET_FACTOR = 5                                             # the budget stage's step and time budgets
 
 PRESETS = {
     "round2": dict(lrs=(0.002, 0.005, 0.01, 0.02), sweep_seeds=[0], more_seeds=[1, 2], sizes=(512, 2048, 8192),
@@ -89,6 +92,7 @@ def _configs(cfg: dict) -> dict[str, list[Config]]:
         "ablate": [hybrid(sweeps=s) for s in (0, 1, 2, 4, methods.CONVERGE)]
         + [hybrid(freeze=4), hybrid(mu=0.1), hybrid(mu=10.0)],
         "drift": [Config("drift", "2b", c, "hybrid", f"M={small}", trace=True) for c in ("tanh", "gru")],
+        "budget": [Config("budget", "2b", "gru", "bptt", "fresh")],
         "adding": [Config("adding", "adding", "gru", m, "fresh") for m in ("bptt", "deer")]
         + [Config("adding", "adding", "gru", "hybrid", f"M={small}")],
     }
@@ -313,6 +317,10 @@ def run(args) -> int:
                             ("adding", cfg["adding_lags"])]:
             if stage in stages:
                 _lagged(store, pool, bar, cfg, configs[stage], lags, seeds, base_lr, cfg["max_seconds"])
+        if "budget" in stages:
+            more = dict(cfg, max_steps=BUDGET_FACTOR * cfg["max_steps"])
+            _lagged(store, pool, bar, more, configs["budget"], cfg["fair_lags"][1:], cfg["sweep_seeds"], every_lr,
+                    BUDGET_FACTOR * cfg["max_seconds"])
         if "long" in stages:
             chosen = dict(long_configs(store, cfg, configs["fair"]))
             _lagged(store, pool, bar, cfg, list(chosen), cfg["long_lags"], cfg["long_seeds"],

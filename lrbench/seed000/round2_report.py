@@ -124,6 +124,8 @@ def summary(runs, trace, timing, cfg, preset) -> str:
     for stage, title, by in [("ablate", "Hybrid ablations", ["label", "N"]),
                              ("drift", "Hybrid on both cells (table against roll-out: the trace)", ["cell", "N"]),
                              ("adding", "The adding problem (lr 0.01)", ["label", "N"]),
+                             ("budget", "BPTT on fresh sequences with a longer budget (sweep seeds)",
+                              ["label", "N", "lr"]),
                              ("long", "Longer lags at the chosen rate", ["label", "N"])]:
         parts += [f"## {title}", "", _table(runs[runs.stage == stage], by), ""]
     if not trace.empty:
