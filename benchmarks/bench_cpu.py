@@ -89,3 +89,26 @@ class ReverseOverForward:
     def track_reverse_over_forward(self, N):
         return median_seconds(self.rev, "cpu") / median_seconds(self.fwd, "cpu")
     track_reverse_over_forward.unit = "reverse / forward"
+
+
+class AllCoresOverOne:
+    """What the other cores add to memory bandwidth: a preallocated fp32 copy of 2^22 elements (16 MB
+    each way) with torch's default threads over the same copy on one thread, in one process.
+    Where cpu-serial is bound by memory rather than by its dependency chain (N >= 4 on a 2-core
+    Xeon), cpu-chunked moves 5 operand passes (the reduce reads a and x; the re-scan reads them
+    again and writes h) against cpu-serial's 3, so chunked / serial cannot exceed 3/5 of this."""
+
+    def setup(self):
+        self.src = torch.ones(1 << 22)
+        self.dst = torch.empty_like(self.src)
+        self.dst.copy_(self.src)
+
+    def track_copy_all_cores_over_one(self):
+        every = torch.get_num_threads()
+        try:
+            torch.set_num_threads(1)
+            one = median_seconds(lambda: self.dst.copy_(self.src), "cpu")
+        finally:
+            torch.set_num_threads(every)
+        return one / median_seconds(lambda: self.dst.copy_(self.src), "cpu")
+    track_copy_all_cores_over_one.unit = "bandwidth, all cores / one"
