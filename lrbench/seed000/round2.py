@@ -21,7 +21,8 @@ Five stages, in this order, on problem 2b (p = 8) unless named otherwise; every 
 
 A (method, data) with no solved run at one lag is not run at the longer ones of its stage (rows
 with ``stopped_by = skipped``). Then every method's milliseconds per step are timed alone on one
-thread and on ``threads`` threads (``timing_<preset>.csv``), and the summary and charts are drawn.
+thread and on ``threads`` threads (``timing_<preset>.csv``, with the scan inside one quasi-DEER sweep
+timed alone beside it), and the summary and charts are drawn.
 Rows are written atomically after every run; finished runs are kept, so an interrupted preset
 continues where it stopped.
 """
@@ -35,6 +36,7 @@ import pandas as pd
 import torch
 
 from .. import atomic
+from ..api import linear_recurrence
 from ..timing import median_time
 from . import methods, tasks
 from .cells import GRUCell, TanhCell
@@ -272,6 +274,17 @@ def time_step(config: Config, N: int, cfg: dict, threads: int) -> float:
     return median_time(m.step, min_reps=cfg["reps"], min_seconds=0.0, max_reps=cfg["reps"])
 
 
+def time_scan(N: int, cfg: dict, threads: int) -> float:
+    """Median seconds of the scan inside one quasi-DEER sweep, called as the sweep calls it:
+    ``linear_recurrence`` over (N, batch, n) from a state h0, alone on ``threads`` threads."""
+    torch.set_num_threads(threads)
+    g = torch.Generator().manual_seed(0)
+    d, u = torch.rand(N, cfg["batch"], N_HIDDEN, generator=g), torch.randn(N, cfg["batch"], N_HIDDEN, generator=g)
+    h0 = torch.zeros(cfg["batch"], N_HIDDEN)
+    return median_time(lambda: linear_recurrence(d, u, h0, dim=0), min_reps=cfg["reps"], min_seconds=0.0,
+                       max_reps=cfg["reps"])
+
+
 def timing_jobs(runs: pd.DataFrame, batch: int) -> list[tuple[Config, int]]:
     """One (config, lag) per recipe and lag that ran, the data regime reduced to fresh sequences
     or a fixed set of one batch (a step's cost depends on the batch, not on M)."""
@@ -337,7 +350,8 @@ def run(args) -> int:
             continue
         row = dict(task=c.task, cell=c.cell, label=c.label, method=c.method, N=N,
                    ms_1_thread=1e3 * time_step(c, N, cfg, 1),
-                   **{f"ms_{cfg['threads']}_threads": 1e3 * time_step(c, N, cfg, cfg["threads"])})
+                   **{f"ms_{cfg['threads']}_threads": 1e3 * time_step(c, N, cfg, cfg["threads"])},
+                   scan_ms_1_thread=1e3 * time_scan(N, cfg, 1) if c.method in ("hybrid", "deer") else float("nan"))
         timing = pd.concat([timing, pd.DataFrame([row])], ignore_index=True)
         atomic.write_csv(timing, store.paths["timing"])
     torch.set_num_threads(1)

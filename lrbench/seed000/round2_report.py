@@ -146,7 +146,7 @@ def summary(runs, trace, timing, cfg, preset) -> str:
     parts += ["## steps ≈ c·N^α over every solved run (fair at the chosen rate, and long lags)", "",
               markdown(pd.DataFrame(fits).round(3).set_index("task")) if fits else "(fewer than two solved lags)", ""]
     if not timing.empty:
-        threads = [c for c in timing.columns if c.startswith("ms_")]
+        threads = [c for c in timing.columns if c.startswith("ms_") and c.endswith("threads") or c == "ms_1_thread"]
         depth = runs[runs.stopped_by != "skipped"].groupby(["task", "cell", "method", "N"]).depth_per_step.median()
         t = timing.set_index(["task", "cell", "method", "N"]).join(depth.rename("depth per step"))
         solved = pd.concat([best, runs[runs.stage.isin(["long", "adding"])]])
@@ -158,7 +158,8 @@ def summary(runs, trace, timing, cfg, preset) -> str:
         t = t[t.label.str.contains("sweeps=") == False]                      # noqa: E712  the ablations' own recipes
         parts += ["## Time per step, alone (ms), sequential depth, and training time to solve", "",
                   "Time to solve = median steps to solve (chosen rate) × ms per step: training steps only, "
-                  "without evaluations.", "", markdown(t.drop(columns="label").round(2)), ""]
+                  "without evaluations. `scan_ms_1_thread`: the `linear_recurrence` call inside one "
+                  "quasi-DEER sweep, timed alone.", "", markdown(t.drop(columns="label").round(2)), ""]
     return "\n".join(parts) + "\n"
 
 
