@@ -11,6 +11,9 @@ Five stages, in this order, on problem 2b (p = 8) unless named otherwise; every 
   runs track BPTT's; at longer lags its cost per step (timed below) rules it out on a CPU.
 - ``ablate``: the hybrid at ``ablate_lag`` with 0, 1, 2, 4 or converged sweeps per step, a frozen
   table (K = 4) and consistency weights μ of 0.1 and 10.
+- ``table``: the seed's own method (the table, no sweep) on both cells at ``table_lags``, every lag
+  run whatever the shorter ones did: round one's skip rule assumed that a lag too long for it
+  stays too long.
 - ``drift``: the hybrid on the tanh and GRU cells at ``drift_lag``; every evaluation records how
   far the table is from the roll-out of the same training sequences (``trace_<preset>.csv``).
 - ``adding``: the adding problem for BPTT, DEER (both fresh) and the hybrid at ``adding_lags``.
@@ -68,16 +71,18 @@ class Config:
         return name
 
 
-STAGES = ["fair", "deer", "ablate", "drift", "adding", "budget", "long", "timing"]
+STAGES = ["fair", "deer", "ablate", "table", "drift", "adding", "budget", "long", "timing"]
 BUDGET_FACTOR = 5                                             # the budget stage's step and time budgets
 
 PRESETS = {
     "round2": dict(lrs=(0.002, 0.005, 0.01, 0.02), sweep_seeds=[0], more_seeds=[1, 2], sizes=(512, 2048, 8192),
-                   batch=512, val=512, test=1024, fair_lags=[32, 64, 128], ablate_lag=64, drift_lag=16,
+                   batch=512, val=512, test=1024, fair_lags=[32, 64, 128], ablate_lag=64, table_lags=[16, 32, 64, 128],
+                   drift_lag=16,
                    adding_lags=[16, 32, 64], long_lags=[256, 512, 1024], long_seeds=[0, 1, 2, 3, 4],
                    max_steps=400, max_seconds=180.0, long_max_seconds=480.0, eval_every=5, threads=2, reps=3),
     "round2-quick": dict(lrs=(0.01, 0.03), sweep_seeds=[0], more_seeds=[1], sizes=(32, 64), batch=32, val=64,
-                         test=64, fair_lags=[4, 8], ablate_lag=4, drift_lag=4, adding_lags=[4, 8], long_lags=[16],
+                         test=64, fair_lags=[4, 8], ablate_lag=4, table_lags=[4, 8], drift_lag=4, adding_lags=[4, 8],
+                         long_lags=[16],
                          long_seeds=[0, 1], max_steps=30, max_seconds=20.0, long_max_seconds=20.0, eval_every=5,
                          threads=2, reps=1),
 }
@@ -93,6 +98,7 @@ def _configs(cfg: dict) -> dict[str, list[Config]]:
         "deer": [Config("fair", "2b", "gru", "deer", "fresh")],
         "ablate": [hybrid(sweeps=s) for s in (0, 1, 2, 4, methods.CONVERGE)]
         + [hybrid(freeze=4), hybrid(mu=0.1), hybrid(mu=10.0)],
+        "table": [Config("table", "2b", c, "hybrid", f"M={small}", sweeps=0) for c in ("tanh", "gru")],
         "drift": [Config("drift", "2b", c, "hybrid", f"M={small}", trace=True) for c in ("tanh", "gru")],
         "budget": [Config("budget", "2b", "gru", "bptt", "fresh")],
         "adding": [Config("adding", "adding", "gru", m, "fresh") for m in ("bptt", "deer")]
@@ -227,12 +233,12 @@ def _skip(store: Store, config: Config, N: int, seeds, lrs):
                            stopped_by="skipped"), [])
 
 
-def _lagged(store, pool, bar, cfg, configs, lags, seeds, lrs_of, max_seconds, sweep=False):
-    """Each config over ``lags`` (shortest first), skipped after a lag it solved in no run. With
-    ``sweep``: every rate on the sweep seeds, then the chosen rate on the other seeds."""
+def _lagged(store, pool, bar, cfg, configs, lags, seeds, lrs_of, max_seconds, sweep=False, skip=True):
+    """Each config over ``lags`` (shortest first), skipped (with ``skip``) after a lag it solved in
+    no run. With ``sweep``: every rate on the sweep seeds, then the chosen rate on the other seeds."""
     live = list(configs)
     for i, N in enumerate(lags):
-        if i:
+        if i and skip:
             dead = [c for c in live if not store.solved_any(c, lags[i - 1])]
             for c in dead:
                 for later in lags[i:]:
@@ -326,10 +332,11 @@ def run(args) -> int:
         if "deer" in stages:
             _lagged(store, pool, bar, cfg, configs["deer"], cfg["fair_lags"][:1], cfg["sweep_seeds"], every_lr,
                     cfg["max_seconds"])
-        for stage, lags in [("ablate", [cfg["ablate_lag"]]), ("drift", [cfg["drift_lag"]]),
-                            ("adding", cfg["adding_lags"])]:
+        for stage, lags in [("ablate", [cfg["ablate_lag"]]), ("table", cfg["table_lags"]),
+                            ("drift", [cfg["drift_lag"]]), ("adding", cfg["adding_lags"])]:
             if stage in stages:
-                _lagged(store, pool, bar, cfg, configs[stage], lags, seeds, base_lr, cfg["max_seconds"])
+                _lagged(store, pool, bar, cfg, configs[stage], lags, seeds, base_lr, cfg["max_seconds"],
+                        skip=stage != "table")
         if "budget" in stages:
             more = dict(cfg, max_steps=BUDGET_FACTOR * cfg["max_steps"])
             _lagged(store, pool, bar, more, configs["budget"], cfg["fair_lags"][1:], cfg["sweep_seeds"], every_lr,

@@ -122,6 +122,7 @@ def summary(runs, trace, timing, cfg, preset) -> str:
         parts += ["## DEER against BPTT, fresh sequences, the same seeds and rates", "",
                   markdown(pair[cols].set_index("N")), ""]
     for stage, title, by in [("ablate", "Hybrid ablations", ["label", "N"]),
+                             ("table", "The seed's table (no sweep) at every lag, lr 0.01", ["cell", "N"]),
                              ("drift", "Hybrid on both cells (table against roll-out: the trace)", ["cell", "N"]),
                              ("adding", "The adding problem (lr 0.01)", ["label", "N"]),
                              ("budget", "BPTT on fresh sequences with a longer budget (sweep seeds)",
