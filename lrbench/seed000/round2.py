@@ -19,8 +19,8 @@ Five stages, in this order, on problem 2b (p = 8) unless named otherwise; every 
 - ``adding``: the adding problem for BPTT, DEER (both fresh) and the hybrid at ``adding_lags``.
 - ``budget``: BPTT on fresh sequences at the fair lags after the first, every rate, the sweep
   seeds, with ``BUDGET_FACTOR`` times the step and time budgets: is its failure only the budget?
-- ``long``: the (method, data) pairs that solved the last fair lag in most seeds, at their chosen
-  rate, at ``long_lags`` with ``long_seeds``.
+- ``long``: per method, the data regime that did best at the last fair lag, if it solved most
+  seeds there, at its chosen rate, at ``long_lags`` with ``long_seeds``.
 
 A (method, data) with no solved run at one lag is not run at the longer ones of its stage (rows
 with ``stopped_by = skipped``). Then every method's milliseconds per step are timed alone on one
@@ -255,17 +255,23 @@ def _lagged(store, pool, bar, cfg, configs, lags, seeds, lrs_of, max_seconds, sw
 
 
 def long_configs(store: Store, cfg: dict, configs) -> list[tuple[Config, float]]:
-    """The fair (method, data) pairs that solved the last fair lag in most of their chosen-rate
-    seeds, with that rate, relabelled to the ``long`` stage."""
+    """Per method, the fair data regime that did best at the last fair lag at its chosen rate
+    (most seeds solved, then fewest median steps), if it solved most of them; with that rate,
+    relabelled to the ``long`` stage."""
     N = cfg["fair_lags"][-1]
-    out = []
+    best = {}
     for c in configs:
         lr = store.chosen_lr(c, N, cfg["sweep_seeds"])
+        if lr is None:
+            continue
         rows = store._rows(c, N)
-        rows = rows[(rows.lr - (lr or 0)).abs() < 1e-12] if lr is not None else rows.iloc[:0]
-        if len(rows) and rows.solved.astype(bool).mean() > 0.5:
-            out.append((Config("long", c.task, c.cell, c.method, c.data), lr))
-    return out
+        rows = rows[((rows.lr - lr).abs() < 1e-12) & (rows.stopped_by != "skipped")]
+        solved = rows.solved.astype(bool)
+        if len(rows) and solved.mean() > 0.5:
+            rank = (-solved.mean(), rows[solved].steps.median())
+            if c.method not in best or rank < best[c.method][0]:
+                best[c.method] = (rank, Config("long", c.task, c.cell, c.method, c.data), lr)
+    return [(c, lr) for _, c, lr in best.values()]
 
 
 def time_step(config: Config, N: int, cfg: dict, threads: int) -> float:
