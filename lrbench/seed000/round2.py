@@ -19,6 +19,9 @@ Five stages, in this order, on problem 2b (p = 8) unless named otherwise; every 
 - ``adding``: the adding problem for BPTT, DEER (both fresh) and the hybrid at ``adding_lags``.
 - ``budget``: BPTT on fresh sequences at the fair lags after the first, every rate, the sweep
   seeds, with ``BUDGET_FACTOR`` times the step and time budgets: is its failure only the budget?
+- ``edge``: BPTT (fresh and the largest fixed set) and the hybrid (the smallest) at ``edge_lrs``,
+  above the sweep's rates, at the fair lags after the first, sweep seeds: is the best rate above
+  the grid?
 - ``long``: per method, the data regime that did best at the last fair lag, if it solved most
   seeds there, at its chosen rate, at ``long_lags`` with ``long_seeds``.
 
@@ -71,20 +74,19 @@ class Config:
         return name
 
 
-STAGES = ["fair", "deer", "ablate", "table", "drift", "adding", "budget", "long", "timing"]
+STAGES = ["fair", "deer", "ablate", "table", "drift", "adding", "budget", "edge", "long", "timing"]
 BUDGET_FACTOR = 5                                             # the budget stage's step and time budgets
 
 PRESETS = {
-    "round2": dict(lrs=(0.002, 0.005, 0.01, 0.02), sweep_seeds=[0], more_seeds=[1, 2], sizes=(512, 2048, 8192),
-                   batch=512, val=512, test=1024, fair_lags=[32, 64, 128], ablate_lag=64, table_lags=[16, 32, 64, 128],
-                   drift_lag=16,
-                   adding_lags=[16, 32, 64], long_lags=[256, 512, 1024], long_seeds=[0, 1, 2, 3, 4],
-                   max_steps=400, max_seconds=180.0, long_max_seconds=480.0, eval_every=5, threads=2, reps=3),
-    "round2-quick": dict(lrs=(0.01, 0.03), sweep_seeds=[0], more_seeds=[1], sizes=(32, 64), batch=32, val=64,
-                         test=64, fair_lags=[4, 8], ablate_lag=4, table_lags=[4, 8], drift_lag=4, adding_lags=[4, 8],
-                         long_lags=[16],
-                         long_seeds=[0, 1], max_steps=30, max_seconds=20.0, long_max_seconds=20.0, eval_every=5,
-                         threads=2, reps=1),
+    "round2": dict(lrs=(0.002, 0.005, 0.01, 0.02), edge_lrs=[0.05], sweep_seeds=[0], more_seeds=[1, 2],
+                   sizes=(512, 2048, 8192), batch=512, val=512, test=1024, fair_lags=[32, 64, 128],
+                   ablate_lag=64, table_lags=[16, 32, 64, 128], drift_lag=16, adding_lags=[16, 32, 64],
+                   long_lags=[256, 512, 1024], long_seeds=[0, 1, 2, 3, 4], max_steps=400, max_seconds=180.0,
+                   long_max_seconds=480.0, eval_every=5, threads=2, reps=3),
+    "round2-quick": dict(lrs=(0.01, 0.03), edge_lrs=[0.1], sweep_seeds=[0], more_seeds=[1], sizes=(32, 64),
+                         batch=32, val=64, test=64, fair_lags=[4, 8], ablate_lag=4, table_lags=[4, 8], drift_lag=4,
+                         adding_lags=[4, 8], long_lags=[16], long_seeds=[0, 1], max_steps=30, max_seconds=20.0,
+                         long_max_seconds=20.0, eval_every=5, threads=2, reps=1),
 }
 
 
@@ -100,6 +102,8 @@ def _configs(cfg: dict) -> dict[str, list[Config]]:
         + [hybrid(freeze=4), hybrid(mu=0.1), hybrid(mu=10.0)],
         "table": [Config("table", "2b", c, "hybrid", f"M={small}", sweeps=0) for c in ("tanh", "gru")],
         "drift": [Config("drift", "2b", c, "hybrid", f"M={small}", trace=True) for c in ("tanh", "gru")],
+        "edge": [Config("edge", "2b", "gru", m, d) for m, d in (("bptt", "fresh"), ("bptt", fixed[-1]),
+                                                                ("hybrid", fixed[0]))],
         "budget": [Config("budget", "2b", "gru", "bptt", "fresh")],
         "adding": [Config("adding", "adding", "gru", m, "fresh") for m in ("bptt", "deer")]
         + [Config("adding", "adding", "gru", "hybrid", f"M={small}")],
@@ -115,14 +119,15 @@ def _sets(task: tasks.Task, cfg: dict, config: Config, N: int, seed: int):
     return train, val, test, fresh
 
 
-def depth_per_step(config: Config, N: int, extras: dict) -> float:
-    """Sequential steps per optimiser step: N for BPTT, the measured fixed-point iterations for
-    DEER, the sweeps plus one parallel step for the hybrid (1 for the pure table)."""
-    if config.method == "deer":
-        return extras["deer_iters_per_step"]
-    if config.method == "hybrid":
-        return extras.get("sweeps_per_step", 0.0) + 1.0
-    return float(N)
+def depth_per_step(method: str, N: int, sweeps_per_step: float = 0.0, deer_iters: float = 0.0) -> float:
+    """Sequential cell evaluations per optimiser step, forward and backward: 2N for BPTT; for
+    DEER its measured forward plus adjoint iterations (each one parallel evaluation and a scan);
+    for the hybrid its sweeps (each the same) plus the table's one parallel step forward and back."""
+    if method == "deer":
+        return deer_iters
+    if method == "hybrid":
+        return sweeps_per_step + 2.0
+    return 2.0 * N
 
 
 def run_one(config: Config, N: int, seed: int, lr: float, cfg: dict, max_seconds: float):
@@ -153,12 +158,14 @@ def run_one(config: Config, N: int, seed: int, lr: float, cfg: dict, max_seconds
             break
     seconds = time.perf_counter() - start
     extras = m.extras()
+    fixed = fresh is None                     # a fresh run has no training set to score or epochs to count
     row = dict(**asdict(config), N=N, seed=seed, lr=lr, label=config.label, batch=cfg["batch"],
-               max_steps=cfg["max_steps"], solved=solved_at is not None, steps=solved_at or s,
-               stopped_by="solved" if solved_at else ("steps" if s == cfg["max_steps"] else "time"),
-               val_acc=val, test_acc=score(tx, ty), train_acc=score(x, y),
-               epochs=(solved_at or s) * m.epochs_per_step, seconds=seconds)
-    row["depth_per_step"] = depth_per_step(config, N, extras)
+               max_steps=cfg["max_steps"], max_seconds=max_seconds, solved=solved_at is not None,
+               steps=solved_at or s, stopped_by="solved" if solved_at else ("steps" if s == cfg["max_steps"] else "time"),
+               val_acc=val, test_acc=score(tx, ty), train_acc=score(x, y) if fixed else float("nan"),
+               epochs=(solved_at or s) * m.epochs_per_step if fixed else float("nan"), seconds=seconds)
+    row["depth_per_step"] = depth_per_step(config.method, N, extras.get("sweeps_per_step", 0.0),
+                                           extras.get("deer_iters_per_step", 0.0))
     row.update({k: v for k, v in extras.items() if k in ("max_residual", "train_lookup_acc", "sweeps_per_step")})
     return row, trace
 
@@ -175,6 +182,8 @@ class Store:
         self.paths = {k: out / f"{k}_{preset}.csv" for k in ("runs", "trace", "timing")}
         load = lambda k: pd.read_csv(self.paths[k]) if self.paths[k].exists() else pd.DataFrame()
         self.runs, self.trace, self.timing = load("runs"), load("trace"), load("timing")
+        if not self.runs.empty and "max_seconds" not in self.runs:   # rows from before it was recorded
+            self.runs["max_seconds"] = float("nan")
 
     def _rows(self, config: Config, N: int):
         if self.runs.empty:
@@ -297,14 +306,13 @@ def time_scan(N: int, cfg: dict, threads: int) -> float:
                        max_reps=cfg["reps"])
 
 
-def timing_jobs(runs: pd.DataFrame, batch: int) -> list[tuple[Config, int]]:
-    """One (config, lag) per recipe and lag that ran, the data regime reduced to fresh sequences
-    or a fixed set of one batch (a step's cost depends on the batch, not on M)."""
+def timing_jobs(runs: pd.DataFrame) -> list[tuple[Config, int]]:
+    """One (config, lag) per recipe, data regime and lag that ran (a hybrid's step also updates
+    its whole table, so its cost grows with M)."""
     ran = runs[runs.stopped_by != "skipped"]
     seen, out = set(), []
     for r in ran.itertuples():
-        c = Config("time", r.task, r.cell, r.method, "fresh" if r.method != "hybrid" else f"M={batch}",
-                   int(r.sweeps), int(r.freeze), float(r.mu))
+        c = Config("time", r.task, r.cell, r.method, r.data, int(r.sweeps), int(r.freeze), float(r.mu))
         if (c, int(r.N)) not in seen:
             seen.add((c, int(r.N)))
             out.append((c, int(r.N)))
@@ -347,6 +355,9 @@ def run(args) -> int:
             more = dict(cfg, max_steps=BUDGET_FACTOR * cfg["max_steps"])
             _lagged(store, pool, bar, more, configs["budget"], cfg["fair_lags"][1:], cfg["sweep_seeds"], every_lr,
                     BUDGET_FACTOR * cfg["max_seconds"])
+        if "edge" in stages:
+            _lagged(store, pool, bar, cfg, configs["edge"], cfg["fair_lags"][1:], cfg["sweep_seeds"],
+                    lambda c, N: cfg["edge_lrs"], cfg["max_seconds"], skip=False)
         if "long" in stages:
             chosen = dict(long_configs(store, cfg, configs["fair"]))
             _lagged(store, pool, bar, cfg, list(chosen), cfg["long_lags"], cfg["long_seeds"],
@@ -357,11 +368,11 @@ def run(args) -> int:
         bar.close()
     timing = store.timing
     have = set() if timing.empty else set(zip(timing.task, timing.cell, timing.label, timing.N))
-    todo = [(c, N) for c, N in timing_jobs(store.runs, cfg["batch"]) if (c.task, c.cell, c.label, N) not in have]
+    todo = [(c, N) for c, N in timing_jobs(store.runs) if (c.task, c.cell, c.label, N) not in have]
     for c, N in tqdm(todo if "timing" in stages else [], desc="timing"):
         if c.method == "deer" and N > cfg["fair_lags"][-1]:
             continue
-        row = dict(task=c.task, cell=c.cell, label=c.label, method=c.method, N=N,
+        row = dict(task=c.task, cell=c.cell, label=c.label, method=c.method, data=c.data, N=N,
                    ms_1_thread=1e3 * time_step(c, N, cfg, 1),
                    **{f"ms_{cfg['threads']}_threads": 1e3 * time_step(c, N, cfg, cfg["threads"])},
                    scan_ms_1_thread=1e3 * time_scan(N, cfg, 1) if c.method in ("hybrid", "deer") else float("nan"))
