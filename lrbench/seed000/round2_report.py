@@ -133,7 +133,8 @@ def summary(runs, trace, timing, cfg, preset) -> str:
                              for (lab, N, lr), g in sweep.groupby(["label", "N", "lr"])])
         parts += [markdown(grid.pivot(index=["label", "N"], columns="lr", values="result")), ""]
     parts += ["## Fair baselines at each recipe's chosen rate (all seeds)", "",
-              _table(best.assign(lr=best.lr.astype(str)), ["label", "N", "lr"], sweep_seeds), ""]
+              _table(best.assign(lr=[("" if stop == "skipped" else f"{lr:g}") for lr, stop in
+                                     zip(best.lr, best.stopped_by)]), ["label", "N", "lr"], sweep_seeds), ""]
     deer = fair[fair.method == "deer"]
     if not deer.empty:
         bptt = fair[(fair.method == "bptt") & (fair.data == "fresh") & fair.seed.isin(deer.seed)
