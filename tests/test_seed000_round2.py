@@ -161,6 +161,7 @@ def test_quick_preset_runs_every_stage_resumes_and_reports(tmp_path, capsys):
     assert (table.stopped_by != "skipped").all() and set(table.N) == {4, 8} and set(table.cell) == {"tanh", "gru"}
     budget = runs[runs.stage == "budget"]
     assert set(budget.max_steps.dropna()) == {5 * 30} and set(budget.lr) == {0.01, 0.03}
+    assert set(runs[runs.stage == "adding"].max_steps.dropna()) == {40}
     assert set(runs[runs.stage == "fair"].data) == {"fresh", "M=32", "M=64"}
     assert set(runs[(runs.stage == "fair") & (runs.method == "deer")].seed) == {0}
     assert set(runs.stopped_by) <= {"solved", "steps", "time", "skipped"}

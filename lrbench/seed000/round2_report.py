@@ -147,7 +147,7 @@ def summary(runs, trace, timing, cfg, preset) -> str:
     for stage, title, by in [("ablate", "Hybrid ablations", ["label", "N"]),
                              ("table", "The seed's table (no sweep) at every lag, lr 0.01", ["cell", "N"]),
                              ("drift", "Hybrid on both cells (table against roll-out: the trace)", ["cell", "N"]),
-                             ("adding", "The adding problem (lr 0.01)", ["label", "N"]),
+                             ("adding", f"The adding problem (lr 0.01, {cfg['adding_max_steps']} steps)", ["label", "N"]),
                              ("budget", "BPTT on fresh sequences with a longer budget (sweep seeds)",
                               ["label", "N", "lr"]),
                              ("edge", "Above the rate grid (sweep seeds)", ["label", "N", "lr"]),
