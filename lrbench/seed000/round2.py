@@ -15,7 +15,8 @@ Five stages, in this order, on problem 2b (p = 8) unless named otherwise; every 
   run whatever the shorter ones did: round one's skip rule assumed that a lag too long for it
   stays too long.
 - ``drift``: the hybrid on the tanh and GRU cells at ``drift_lag``; every evaluation records how
-  far the table is from the roll-out of the same training sequences (``trace_<preset>.csv``).
+  far the table is from the roll-out of the same training sequences, and the information front
+  (``front.py``) of the table and of the roll-out (``trace_<preset>.csv``).
 - ``adding``: the adding problem for BPTT, DEER (both fresh) and the hybrid at ``adding_lags``,
   with ``adding_max_steps`` (BPTT needs about 400 steps at lag 16 to be within 0.04 on 99 %).
 - ``budget``: BPTT on fresh sequences at the fair lags after the first, every rate, the sweep
@@ -47,6 +48,8 @@ from ..api import linear_recurrence
 from ..timing import median_time
 from . import methods, tasks
 from .cells import GRUCell, TanhCell
+from .front import front
+from .methods import Method
 
 CELLS = {"tanh": TanhCell, "gru": GRUCell}
 N_HIDDEN, P = 32, 8
@@ -150,8 +153,10 @@ def run_one(config: Config, N: int, seed: int, lr: float, cfg: dict, max_seconds
         val = score(vx, vy)
         if config.trace:
             drift_max, drift_mean = m.model.drift(x)
+            fr = front(m.states(), y) if config.task == "2b" else float("nan")
             trace.append(dict(**asdict(config), N=N, seed=seed, lr=lr, step=s, val_acc=val, drift_max=drift_max,
-                              drift_mean=drift_mean, max_residual=m.model.max_residual(x)))
+                              drift_mean=drift_mean, max_residual=m.model.max_residual(x), table_front=fr,
+                              rollout_front=front(Method.states(m), y) if config.task == "2b" else float("nan")))
         if val >= SOLVED:
             solved_at = s
             break

@@ -156,10 +156,11 @@ def summary(runs, trace, timing, cfg, preset) -> str:
     if not trace.empty:
         last = trace.sort_values("step").groupby(["stage", "cell", "sweeps", "freeze", "mu", "seed"]).tail(1)
         first = trace.sort_values("step").groupby(["stage", "cell", "sweeps", "freeze", "mu", "seed"]).head(1)
-        agg = lambda d: d.groupby(["stage", "cell", "sweeps", "freeze", "mu"])[["step", "drift_mean", "drift_max",
-                                                                              "val_acc"]].median()
+        cols = ["step", "drift_mean", "drift_max", "val_acc"] + [c for c in ("table_front", "rollout_front") if c in trace]
+        agg = lambda d: d.groupby(["stage", "cell", "sweeps", "freeze", "mu"])[cols].median()
         parts += ["## Table against roll-out, at the first and the last evaluation (medians over seeds)", "",
-                  "`drift` = |table - roll-out of the same training sequences|; `sweeps` = -1: until converged.", "",
+                  "`drift` = |table - roll-out of the same training sequences|; `sweeps` = -1: until converged; "
+                  "front = leading states from which a linear probe reads sign(x_0) (table's, roll-out's).", "",
                   markdown(pd.concat([agg(first).add_suffix(" first"), agg(last).add_suffix(" last")], axis=1).round(4)), ""]
     fits = []
     for stage in (("fair", "long"), ("adding",)):
