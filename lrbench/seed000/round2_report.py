@@ -151,7 +151,7 @@ def summary(runs, trace, timing, cfg, preset) -> str:
                              ("budget", "BPTT on fresh sequences with a longer budget (sweep seeds)",
                               ["label", "N", "lr"]),
                              ("edge", "Above the rate grid (sweep seeds)", ["label", "N", "lr"]),
-                             ("long", "Longer lags at the chosen rate", ["label", "N"])]:
+                             ("long", "Longer lags at the chosen rate", ["label", "N", "lr"])]:
         parts += [f"## {title}", "", _table(runs[runs.stage == stage], by), ""]
     if not trace.empty:
         last = trace.sort_values("step").groupby(["stage", "cell", "sweeps", "freeze", "mu", "seed"]).tail(1)
