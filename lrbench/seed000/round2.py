@@ -218,16 +218,19 @@ class Store:
         return not rows.empty and bool(rows.solved.fillna(False).astype(bool).any())
 
     def chosen_lr(self, config, N, seeds) -> float | None:
-        """The rate whose sweep-seed runs did best on validation: most solved, then fewest steps
-        (median of the solved), then highest validation accuracy."""
-        rows = self._rows(config, N)
-        rows = rows[rows.seed.isin(seeds) & (rows.stopped_by != "skipped")]
-        if rows.empty:
-            return None
-        solved = rows.solved.astype(bool)
-        rank = lambda lr: (-solved[rows.lr == lr].sum(), rows[solved & (rows.lr == lr)].steps.median()
-                           if (solved & (rows.lr == lr)).any() else float("inf"), -rows[rows.lr == lr].val_acc.mean(), lr)
-        return float(min(sorted(set(rows.lr)), key=rank))
+        return choose_lr(self._rows(config, N), seeds)
+
+
+def choose_lr(rows: pd.DataFrame, seeds) -> float | None:
+    """The rate whose runs on ``seeds`` (one recipe, one lag) did best on validation: most solved,
+    then fewest steps (median of the solved), then highest validation accuracy; None if none ran."""
+    rows = rows[rows.seed.isin(seeds) & (rows.stopped_by != "skipped")]
+    if rows.empty:
+        return None
+    solved = rows.solved.astype(bool)
+    rank = lambda lr: (-solved[rows.lr == lr].sum(), rows[solved & (rows.lr == lr)].steps.median()
+                       if (solved & (rows.lr == lr)).any() else float("inf"), -rows[rows.lr == lr].val_acc.mean(), lr)
+    return float(min(sorted(set(rows.lr)), key=rank))
 
 
 def _execute(store: Store, pool, jobs, bar):

@@ -92,14 +92,15 @@ def alpha_fit(g: pd.DataFrame) -> dict | None:
 
 
 def chosen(runs: pd.DataFrame, sweep_seeds) -> pd.DataFrame:
-    """The fair stage's rows at each recipe's chosen rate (the rate the other seeds ran with); a
+    """The fair stage's rows (DEER's aside) at each recipe's chosen rate (``round2.choose_lr``); a
     recipe skipped at a lag keeps one skipped row there."""
-    fair = runs[runs.stage == "fair"]
+    from .round2 import choose_lr
+    fair = runs[(runs.stage == "fair") & (runs.method != "deer")]
     keep = []
     for _, g in fair.groupby(["label", "N"]):
-        others = g[~g.seed.isin(sweep_seeds) & (g.stopped_by != "skipped")]
-        if not others.empty:
-            keep.append(g[(g.lr - others.lr.iloc[0]).abs() < 1e-12])
+        lr = choose_lr(g, sweep_seeds)
+        if lr is not None:
+            keep.append(g[(g.lr - lr).abs() < 1e-12])
         elif (g.stopped_by == "skipped").all():
             keep.append(g.iloc[:1])
     return pd.concat(keep) if keep else fair.iloc[:0]
