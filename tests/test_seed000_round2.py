@@ -156,7 +156,7 @@ def test_quick_preset_runs_every_stage_resumes_and_reports(tmp_path, capsys):
     assert cli.main(["seed000", "--preset", "round2-quick", "--jobs", "2", "--out", str(tmp_path)]) == 0
     runs = pd.read_csv(tmp_path / "runs_round2-quick.csv")
     assert set(runs.stage) == {"fair", "ablate", "table", "drift", "adding", "budget", "edge", "long"}
-    assert set(runs[runs.stage == "edge"].lr) == {0.1}
+    assert set(runs[runs.stage == "edge"].lr) == {0.1} and set(runs[runs.stage == "edge"].seed) == {0, 1}
     table = runs[runs.stage == "table"]
     assert (table.stopped_by != "skipped").all() and set(table.N) == {4, 8} and set(table.cell) == {"tanh", "gru"}
     budget = runs[runs.stage == "budget"]

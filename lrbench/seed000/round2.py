@@ -22,7 +22,7 @@ Five stages, in this order, on problem 2b (p = 8) unless named otherwise; every 
 - ``budget``: BPTT on fresh sequences at the fair lags after the first, every rate, the sweep
   seeds, with ``BUDGET_FACTOR`` times the step and time budgets: is its failure only the budget?
 - ``edge``: BPTT (fresh and the largest fixed set) and the hybrid (the smallest) at ``edge_lrs``,
-  above the sweep's rates, at the fair lags after the first, sweep seeds: is the best rate above
+  above the sweep's rates, at the fair lags after the first, every seed: is the best rate above
   the grid?
 - ``long``: per method, the data regime that did best at the last fair lag, if it solved most
   seeds there, at its chosen rate, at ``long_lags`` with ``long_seeds``.
@@ -82,7 +82,7 @@ STAGES = ["fair", "deer", "ablate", "table", "drift", "adding", "budget", "edge"
 BUDGET_FACTOR = 5                                             # the budget stage's step and time budgets
 
 PRESETS = {
-    "round2": dict(lrs=(0.002, 0.005, 0.01, 0.02, 0.05), edge_lrs=[0.1], sweep_seeds=[0], more_seeds=[1, 2],
+    "round2": dict(lrs=(0.002, 0.005, 0.01, 0.02, 0.05), edge_lrs=[0.1, 0.2], sweep_seeds=[0], more_seeds=[1, 2],
                    sizes=(512, 2048, 8192), batch=512, val=512, test=1024, fair_lags=[32, 64, 128],
                    ablate_lag=64, table_lags=[16, 32, 64, 128], drift_lag=16, adding_lags=[16, 32, 64],
                    long_lags=[256, 512], long_seeds=[0, 1, 2, 3, 4], max_steps=400, max_seconds=180.0,
@@ -366,7 +366,7 @@ def run(args) -> int:
             _lagged(store, pool, bar, more, configs["budget"], cfg["fair_lags"][1:], cfg["sweep_seeds"], every_lr,
                     BUDGET_FACTOR * cfg["max_seconds"])
         if "edge" in stages:
-            _lagged(store, pool, bar, cfg, configs["edge"], cfg["fair_lags"][1:], cfg["sweep_seeds"],
+            _lagged(store, pool, bar, cfg, configs["edge"], cfg["fair_lags"][1:], seeds,
                     lambda c, N: cfg["edge_lrs"], cfg["max_seconds"], skip=False)
         if "long" in stages:
             chosen = dict(long_configs(store, cfg, configs["fair"]))

@@ -151,7 +151,7 @@ def summary(runs, trace, timing, cfg, preset) -> str:
                              ("adding", f"The adding problem (lr 0.01, {cfg['adding_max_steps']} steps)", ["label", "N"]),
                              ("budget", "BPTT on fresh sequences with a longer budget (sweep seeds)",
                               ["label", "N", "lr"]),
-                             ("edge", "Above the rate grid (sweep seeds)", ["label", "N", "lr"]),
+                             ("edge", "Above the rate grid", ["label", "N", "lr"]),
                              ("long", "Longer lags at the chosen rate", ["label", "N", "lr"])]:
         parts += [f"## {title}", "", _table(runs[runs.stage == stage], by), ""]
     if not trace.empty:
