@@ -178,15 +178,17 @@ def summary(runs, trace, timing, cfg, preset) -> str:
         ran = runs[runs.stopped_by != "skipped"]
         key = ["task", "cell", "label", "N"]
         d = ran.assign(depth=depth(ran)).groupby(key).depth.median()
-        solved = pd.concat([best, runs[runs.stage.isin(["long", "adding", "ablate", "table"])]])
+        main = pd.concat([best, runs[runs.stage.isin(["long", "adding"])]])
+        variants = runs[runs.stage.isin(["ablate", "table"]) & ~runs.label.isin(main.label)]   # their own recipes
+        solved = pd.concat([main, variants])
         steps = solved[solved.solved].groupby(key).steps.median()
         t = timing.drop(columns=[c for c in ("method", "data") if c in timing]).set_index(key)
         t = t.join(d.rename("depth per step")).join(steps.rename("median steps to solve"))
         for c in [c for c in timing.columns if c.startswith("ms_")]:
             t[f"s to solve ({c[3:]})"] = t["median steps to solve"] * t[c] / 1e3
         parts += ["## Time per step, alone (ms), sequential depth, and training time to solve", "",
-                  "Time to solve = median steps to solve (fair: at the chosen rate) × ms per step: training steps "
-                  "only, without evaluations. Depth = sequential cell evaluations per step, forward and backward. "
+                  "Time to solve = median steps to solve (fair: at the chosen rate; ablation variants: lr 0.01) × "
+                  "ms per step: training steps only, without evaluations. Depth = sequential cell evaluations per step, forward and backward. "
                   "`scan_ms_1_thread`: the `linear_recurrence` call inside one quasi-DEER sweep, timed alone.", "",
                   markdown(t.sort_index().round(2)), ""]
     return "\n".join(parts) + "\n"
