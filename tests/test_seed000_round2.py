@@ -173,7 +173,7 @@ def test_quick_preset_runs_every_stage_resumes_and_reports(tmp_path, capsys):
     assert set(trace.stage) == {"ablate", "drift"} and (trace.drift_max >= trace.drift_mean).all()
     assert trace.table_front.between(0, 4).all() and trace.rollout_front.between(0, 4).all()
     timing = pd.read_csv(tmp_path / "timing_round2-quick.csv")
-    assert (timing[["ms_1_thread", "ms_2_threads"]] > 0).all().all()
+    assert (timing[["ms_1_thread", "ms_2_threads", "ms_1_thread_flushed"]] > 0).all().all()
     sweeping = timing.method.isin(["hybrid", "deer"])
     assert (timing[sweeping].scan_ms_1_thread > 0).all() and timing[~sweeping].scan_ms_1_thread.isna().all()
     summary = (tmp_path / "summary_round2-quick.md").read_text()

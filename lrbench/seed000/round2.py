@@ -29,8 +29,8 @@ Five stages, in this order, on problem 2b (p = 8) unless named otherwise; every 
 
 A (method, data) with no solved run at one lag is not run at the longer ones of its stage (rows
 with ``stopped_by = skipped``). Then every method's milliseconds per step are timed alone on one
-thread and on ``threads`` threads (``timing_<preset>.csv``, with the scan inside one quasi-DEER sweep
-timed alone beside it), and the summary and charts are drawn.
+thread, on ``threads`` threads and on one thread with subnormals flushed (``timing_<preset>.csv``,
+with the scan inside one quasi-DEER sweep timed alone beside it), and the summary and charts are drawn.
 Rows are written atomically after every run; finished runs are kept, so an interrupted preset
 continues where it stopped.
 """
@@ -292,9 +292,19 @@ def long_configs(store: Store, cfg: dict, configs) -> list[tuple[Config, float]]
     return [(c, lr) for _, c, lr in best.values()]
 
 
-def time_step(config: Config, N: int, cfg: dict, threads: int) -> float:
-    """Median seconds of one optimiser step on ``threads`` threads, alone, after a warm-up step."""
+def time_step(config: Config, N: int, cfg: dict, threads: int, flush: bool = False) -> float:
+    """Median seconds of one optimiser step on ``threads`` threads, alone, after a warm-up step;
+    with ``flush``, subnormal floats are flushed to zero (BPTT's gradients through hundreds of
+    steps go subnormal, and subnormal arithmetic made its steps up to 4x slower here)."""
     torch.set_num_threads(threads)
+    torch.set_flush_denormal(flush)
+    try:
+        return _time_step(config, N, cfg)
+    finally:
+        torch.set_flush_denormal(False)
+
+
+def _time_step(config: Config, N: int, cfg: dict) -> float:
     torch.manual_seed(0)
     task = tasks.make(config.task, P)
     (x, y), _, _, fresh = _sets(task, dict(cfg, val=2, test=2), config, N, 0)
@@ -385,6 +395,7 @@ def run(args) -> int:
         row = dict(task=c.task, cell=c.cell, label=c.label, method=c.method, data=c.data, N=N,
                    ms_1_thread=1e3 * time_step(c, N, cfg, 1),
                    **{f"ms_{cfg['threads']}_threads": 1e3 * time_step(c, N, cfg, cfg["threads"])},
+                   ms_1_thread_flushed=1e3 * time_step(c, N, cfg, 1, flush=True),
                    scan_ms_1_thread=1e3 * time_scan(N, cfg, 1) if c.method in ("hybrid", "deer") else float("nan"))
         timing = pd.concat([timing, pd.DataFrame([row])], ignore_index=True)
         atomic.write_csv(timing, store.paths["timing"])

@@ -188,7 +188,8 @@ def summary(runs, trace, timing, cfg, preset) -> str:
             t[f"s to solve ({c[3:]})"] = t["median steps to solve"] * t[c] / 1e3
         parts += ["## Time per step, alone (ms), sequential depth, and training time to solve", "",
                   "Time to solve = median steps to solve (fair: at the chosen rate; ablation variants: lr 0.01) × "
-                  "ms per step: training steps only, without evaluations. Depth = sequential cell evaluations per step, forward and backward. "
+                  "ms per step: training steps only, without evaluations. Depth = sequential cell evaluations per step, forward and backward. `flushed`: subnormal floats "
+                  "flushed to zero (`torch.set_flush_denormal`). "
                   "`scan_ms_1_thread`: the `linear_recurrence` call inside one quasi-DEER sweep, timed alone.", "",
                   markdown(t.sort_index().round(2)), ""]
     return "\n".join(parts) + "\n"
