@@ -163,7 +163,8 @@ def test_quick_preset_runs_every_stage_resumes_and_reports(tmp_path, capsys):
     assert set(budget.max_steps.dropna()) == {5 * 30} and set(budget.lr) == {0.01, 0.03}
     assert set(runs[runs.stage == "adding"].max_steps.dropna()) == {40}
     assert set(runs[runs.stage == "fair"].data) == {"fresh", "M=32", "M=64"}
-    assert set(runs[(runs.stage == "fair") & (runs.method == "deer")].seed) == {0}
+    assert set(runs[(runs.stage == "fair") & (runs.method == "deer")].lr) == {0.01, 0.03}
+    assert "deer" not in set(runs[runs.stage == "long"].method)
     assert set(runs.stopped_by) <= {"solved", "steps", "time", "skipped"}
     ran = runs[runs.stopped_by != "skipped"]
     assert ran.test_acc.between(0, 1).all() and (ran.depth_per_step > 0).all()

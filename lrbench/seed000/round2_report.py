@@ -92,10 +92,10 @@ def alpha_fit(g: pd.DataFrame) -> dict | None:
 
 
 def chosen(runs: pd.DataFrame, sweep_seeds) -> pd.DataFrame:
-    """The fair stage's rows (DEER's aside) at each recipe's chosen rate (``round2.choose_lr``); a
+    """The fair stage's rows at each recipe's chosen rate (``round2.choose_lr``); a
     recipe skipped at a lag keeps one skipped row there."""
     from .round2 import choose_lr
-    fair = runs[(runs.stage == "fair") & (runs.method != "deer")]
+    fair = runs[runs.stage == "fair"]
     keep = []
     for _, g in fair.groupby(["label", "N"]):
         lr = choose_lr(g, sweep_seeds)
@@ -126,7 +126,7 @@ def summary(runs, trace, timing, cfg, preset) -> str:
              "scored once, when a run stops. Intervals: 95 % (Wilson for solve rates, t on log steps for the "
              "geometric mean). Training accuracy is blank for fresh sequences.", "",
              "## Fair baselines: the learning-rate sweep (sweep seeds, validation accuracy)", ""]
-    sweep = fair[fair.seed.isin(sweep_seeds) & (fair.method != "deer")]
+    sweep = fair[fair.seed.isin(sweep_seeds)]
     if not sweep.empty:
         cell = lambda g: ("skipped" if (g.stopped_by == "skipped").all() else
                           f"{int(g.steps.iloc[0])} steps" if g.solved.iloc[0] else f"no (val {g.val_acc.iloc[0]:.2f})")
