@@ -84,7 +84,7 @@ PRESETS = {
     "round2": dict(lrs=(0.002, 0.005, 0.01, 0.02, 0.05), edge_lrs=[0.1, 0.2], sweep_seeds=[0], more_seeds=[1, 2],
                    sizes=(512, 2048, 8192), batch=512, val=512, test=1024, fair_lags=[32, 64, 128],
                    ablate_lag=64, table_lags=[16, 32, 64, 128], drift_lag=16, adding_lags=[16, 32, 64],
-                   long_lags=[256, 512], long_seeds=[0, 1, 2, 3, 4], max_steps=400, max_seconds=180.0,
+                   long_lags=[256, 512, 1024], long_seeds=[0, 1, 2, 3, 4], max_steps=400, max_seconds=180.0,
                    long_max_seconds=480.0, adding_max_steps=1000, eval_every=5, threads=2, reps=3),
     "round2-quick": dict(lrs=(0.01, 0.03), edge_lrs=[0.1], sweep_seeds=[0], more_seeds=[1], sizes=(32, 64),
                          batch=32, val=64, test=64, fair_lags=[4, 8], ablate_lag=4, table_lags=[4, 8], drift_lag=4,
