@@ -108,10 +108,11 @@ class Table(Method):
         return self.model.table.detach()
 
     def extras(self):
-        with torch.no_grad():
-            lookup = self.model.losses(self.ids, self.x, self.y, self.mu)[2]
-        out = dict(max_residual=self.model.max_residual(self.x), table_bytes=self.model.table.numel() * 4,
-                   train_lookup_acc=(lookup.argmax(-1) == self.y).float().mean().item())
+        out = dict(max_residual=self.model.max_residual(self.x), table_bytes=self.model.table.numel() * 4)
+        if self.out > 1:                                      # a classifier: its accuracy by table lookup
+            with torch.no_grad():
+                lookup = self.model.losses(self.ids, self.x, self.y, self.mu)[2]
+            out["train_lookup_acc"] = (lookup.argmax(-1) == self.y).float().mean().item()
         if self.sweep_iters:
             out["sweeps_per_step"] = sum(self.sweep_iters) / len(self.sweep_iters)
         return out
