@@ -1,6 +1,6 @@
 """``lrbench seed000 --preset round2``: is the GRU hybrid's lag-128 result real?
 
-Five stages, in this order, on problem 2b (p = 8) unless named otherwise; every run trains on
+The stages, in this order, on problem 2b (p = 8) unless named otherwise; every run trains on
 ``batch`` sequences per step and is scored by sequential roll-out from the zero state:
 
 - ``fair``: BPTT on fresh sequences every step and on fixed sets of M sequences, the hybrid on
