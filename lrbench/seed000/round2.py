@@ -132,16 +132,22 @@ def depth_per_step(method: str, N: int, sweeps_per_step: float = 0.0, deer_iters
     return 2.0 * N
 
 
+def _setup(config: Config, N: int, seed: int, lr: float, cfg: dict):
+    """(task, method, training set, validation set, test set, fresh sampler) of one run, seeded."""
+    torch.manual_seed(seed)
+    task = tasks.make(config.task, P)
+    train, val, test, fresh = _sets(task, cfg, config, N, seed)
+    m = methods.make(config.method, CELLS[config.cell](task.m, N_HIDDEN), N_HIDDEN, *train, lr, config.mu,
+                     sweeps=config.sweeps, freeze=config.freeze, loss=task.loss, out=task.out,
+                     batch=cfg["batch"], fresh=fresh, seed=seed)
+    return task, m, train, val, test, fresh
+
+
 def run_one(config: Config, N: int, seed: int, lr: float, cfg: dict, max_seconds: float):
     """One run: (row, trace rows). Stops when the validation accuracy reaches ``SOLVED`` at an
     evaluation (every ``eval_every`` steps), after ``max_steps`` or, at an evaluation, after
     ``max_seconds``; then scores the test set once."""
-    torch.manual_seed(seed)
-    task = tasks.make(config.task, P)
-    (x, y), (vx, vy), (tx, ty), fresh = _sets(task, cfg, config, N, seed)
-    m = methods.make(config.method, CELLS[config.cell](task.m, N_HIDDEN), N_HIDDEN, x, y, lr, config.mu,
-                     sweeps=config.sweeps, freeze=config.freeze, loss=task.loss, out=task.out,
-                     batch=cfg["batch"], fresh=fresh, seed=seed)
+    task, m, (x, y), (vx, vy), (tx, ty), fresh = _setup(config, N, seed, lr, cfg)
     score = lambda a, b: task.correct(m.logits(a), b).float().mean().item()
     trace, solved_at, val, s, start = [], None, 0.0, 0, time.perf_counter()
     for s in range(1, cfg["max_steps"] + 1):
@@ -303,12 +309,7 @@ def time_step(config: Config, N: int, cfg: dict, threads: int, flush: bool = Fal
 
 
 def _time_step(config: Config, N: int, cfg: dict) -> float:
-    torch.manual_seed(0)
-    task = tasks.make(config.task, P)
-    (x, y), _, _, fresh = _sets(task, dict(cfg, val=2, test=2), config, N, 0)
-    m = methods.make(config.method, CELLS[config.cell](task.m, N_HIDDEN), N_HIDDEN, x, y, 0.01, config.mu,
-                     sweeps=config.sweeps, freeze=config.freeze, loss=task.loss, out=task.out, batch=cfg["batch"],
-                     fresh=fresh)
+    m = _setup(config, N, 0, 0.01, dict(cfg, val=2, test=2))[1]
     return median_time(m.step, min_reps=cfg["reps"], min_seconds=0.0, max_reps=cfg["reps"])
 
 
