@@ -17,11 +17,35 @@ normal number; the carry then loses at most ``tiny * |c|`` (|a| <= 1), far below
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numba as nb
 import numpy as np
+from numba.core import config
 
 W = 8          # chains in flight per core
 FLUSH = 64     # steps between flushes of a subnormal gate product
+
+
+@contextmanager
+def _slp_on():
+    old, config.SLP_VECTORIZE = config.SLP_VECTORIZE, 1
+    try:
+        yield
+    finally:
+        config.SLP_VECTORIZE = old
+
+
+def slp(kernel):
+    """``kernel`` (a Numba dispatcher), compiled with LLVM's SLP vectorizer, which Numba leaves off
+    by default since numba#8705. Only that pass packs the W lanes of a group into one vector."""
+    compile_ = kernel.compile
+
+    def compile_slp(sig):
+        with _slp_on():
+            return compile_(sig)
+    kernel.compile = compile_slp
+    return kernel
 
 
 @nb.njit(inline="always")
@@ -31,19 +55,6 @@ def _offsets(q, Q, N, L, rs):
             _off(min(q + 2, Q - 1), N, L, rs), _off(min(q + 3, Q - 1), N, L, rs),
             _off(min(q + 4, Q - 1), N, L, rs), _off(min(q + 5, Q - 1), N, L, rs),
             _off(min(q + 6, Q - 1), N, L, rs), _off(min(q + 7, Q - 1), N, L, rs))
-
-
-@nb.njit(inline="always")
-def _group_offsets(q, Q, N, L, rs):
-    """``_offsets``, written as constants from the first when the group is W adjacent channels of
-    one chunk (N a multiple of W), so that the compiler addresses all W lanes from one register.
-    Measured A/B on intel-xeon-2c, T*N = 2^22, fp32, out=: cpu-chunked 2.8 -> 2.35 ms at N = 8,
-    and (reason not established: the only change there is this branch) 3.2 -> 2.6 ms at N = 1
-    and 2.8 -> 2.15 ms at N = 4; cpu-serial unchanged."""
-    if N % W == 0:
-        o = _off(q, N, L, rs)
-        return o, o + 1, o + 2, o + 3, o + 4, o + 5, o + 6, o + 7
-    return _offsets(q, Q, N, L, rs)
 
 
 @nb.njit(inline="always")
@@ -77,7 +88,16 @@ def _store8(c, q, Q, v0, v1, v2, v3, v4, v5, v6, v7):
 
 @nb.njit(inline="always")
 def _reduce_group(a, ao, x, xo, rs, N, L, Q, q, P, R, tiny):
-    o0, o1, o2, o3, o4, o5, o6, o7 = _group_offsets(q, Q, N, L, rs)
+    if N % W == 0:
+        o = _off(q, N, L, rs)
+        _reduce_lanes(a, ao, x, xo, rs, L, Q, q, P, R, tiny, o, o + 1, o + 2, o + 3, o + 4, o + 5, o + 6, o + 7)
+    else:
+        o0, o1, o2, o3, o4, o5, o6, o7 = _offsets(q, Q, N, L, rs)
+        _reduce_lanes(a, ao, x, xo, rs, L, Q, q, P, R, tiny, o0, o1, o2, o3, o4, o5, o6, o7)
+
+
+@nb.njit(inline="always")
+def _reduce_lanes(a, ao, x, xo, rs, L, Q, q, P, R, tiny, o0, o1, o2, o3, o4, o5, o6, o7):
     d = xo - ao
     p0 = p1 = p2 = p3 = p4 = p5 = p6 = p7 = a.dtype.type(1)
     r0 = r1 = r2 = r3 = r4 = r5 = r6 = r7 = a.dtype.type(0)
@@ -101,7 +121,16 @@ def _reduce_group(a, ao, x, xo, rs, N, L, Q, q, P, R, tiny):
 
 @nb.njit(inline="always")
 def _scan_group(a, ao, x, xo, h, ho, rs, N, L, Q, q, c):
-    o0, o1, o2, o3, o4, o5, o6, o7 = _group_offsets(q, Q, N, L, rs)
+    if N % W == 0:
+        o = _off(q, N, L, rs)
+        _scan_lanes(a, ao, x, xo, h, ho, rs, L, Q, q, c, o, o + 1, o + 2, o + 3, o + 4, o + 5, o + 6, o + 7)
+    else:
+        o0, o1, o2, o3, o4, o5, o6, o7 = _offsets(q, Q, N, L, rs)
+        _scan_lanes(a, ao, x, xo, h, ho, rs, L, Q, q, c, o0, o1, o2, o3, o4, o5, o6, o7)
+
+
+@nb.njit(inline="always")
+def _scan_lanes(a, ao, x, xo, h, ho, rs, L, Q, q, c, o0, o1, o2, o3, o4, o5, o6, o7):
     dx, dh = xo - ao, ho - ao
     c0, c1, c2, c3, c4, c5, c6, c7 = _load8(c, q, Q)
     s = ao
@@ -120,7 +149,17 @@ def _scan_group(a, ao, x, xo, h, ho, rs, N, L, Q, q, c):
 
 @nb.njit(inline="always")
 def _scan_grad_group(a, ao, x, xo, hp, hpo, g, go, ga, gao, rs, N, L, Q, q, c):
-    o0, o1, o2, o3, o4, o5, o6, o7 = _group_offsets(q, Q, N, L, rs)
+    if N % W == 0:
+        o = _off(q, N, L, rs)
+        _scan_grad_lanes(a, ao, x, xo, hp, hpo, g, go, ga, gao, rs, L, Q, q, c,
+                         o, o + 1, o + 2, o + 3, o + 4, o + 5, o + 6, o + 7)
+    else:
+        o0, o1, o2, o3, o4, o5, o6, o7 = _offsets(q, Q, N, L, rs)
+        _scan_grad_lanes(a, ao, x, xo, hp, hpo, g, go, ga, gao, rs, L, Q, q, c, o0, o1, o2, o3, o4, o5, o6, o7)
+
+
+@nb.njit(inline="always")
+def _scan_grad_lanes(a, ao, x, xo, hp, hpo, g, go, ga, gao, rs, L, Q, q, c, o0, o1, o2, o3, o4, o5, o6, o7):
     dx, dp, dg, dga = xo - ao, hpo - ao, go - ao, gao - ao
     c0, c1, c2, c3, c4, c5, c6, c7 = _load8(c, q, Q)
     s = ao
@@ -145,6 +184,7 @@ def _scan_grad_group(a, ao, x, xo, hp, hpo, g, go, ga, gao, rs, N, L, Q, q, c):
     _store8(c, q, Q, c0, c1, c2, c3, c4, c5, c6, c7)
 
 
+@slp
 @nb.njit(cache=True, nogil=True, parallel=True)
 def reduce(a, ao, x, xo, rs, N, L, Q, P, R, tiny):
     """P[q], R[q] <- (gate product, scan from 0) of every chain q < Q (P, R flat, length Q)."""
@@ -152,6 +192,7 @@ def reduce(a, ao, x, xo, rs, N, L, Q, P, R, tiny):
         _reduce_group(a, ao, x, xo, rs, N, L, Q, g * W, P, R, tiny)
 
 
+@slp
 @nb.njit(cache=True, nogil=True, parallel=True)
 def rescan(a, ao, x, xo, h, ho, rs, N, L, Q, c):
     """h <- scan of every chain q < Q from its carry c[q]; c[q] <- its carry out."""
@@ -159,6 +200,7 @@ def rescan(a, ao, x, xo, h, ho, rs, N, L, Q, c):
         _scan_group(a, ao, x, xo, h, ho, rs, N, L, Q, g * W, c)
 
 
+@slp
 @nb.njit(cache=True, nogil=True, parallel=True)
 def rescan_grad(a, ao, x, xo, hp, hpo, g, go, ga, gao, rs, N, L, Q, c):
     """``rescan`` into g, and ga <- g * hp in the same pass."""
@@ -166,12 +208,14 @@ def rescan_grad(a, ao, x, xo, hp, hpo, g, go, ga, gao, rs, N, L, Q, c):
         _scan_grad_group(a, ao, x, xo, hp, hpo, g, go, ga, gao, rs, N, L, Q, k * W, c)
 
 
+@slp
 @nb.njit(cache=True, nogil=True)
 def scan(a, ao, x, xo, h, ho, rs, T, N, c):
     """The serial scan of N <= W channels on one core (one chunk of T positions)."""
     _scan_group(a, ao, x, xo, h, ho, rs, N, T, N, 0, c)
 
 
+@slp
 @nb.njit(cache=True, nogil=True)
 def scan_grad(a, ao, x, xo, hp, hpo, g, go, ga, gao, rs, T, N, c):
     _scan_grad_group(a, ao, x, xo, hp, hpo, g, go, ga, gao, rs, N, T, N, 0, c)
