@@ -60,6 +60,8 @@ def check_backend(name: str, mod, a: torch.Tensor) -> None:
 def _span(t: torch.Tensor) -> tuple[int, int]:
     """[first, last] byte address that t can touch."""
     lo = hi = t.data_ptr()
+    if t.is_contiguous():                   # the common case, without a loop over the axes
+        return lo, lo + t.numel() * t.element_size() - 1
     for size, stride in zip(t.shape, t.stride()):
         reach = (size - 1) * stride * t.element_size()
         lo, hi = (lo + reach, hi) if reach < 0 else (lo, hi + reach)
@@ -77,7 +79,7 @@ def check_out(out, a: torch.Tensor, x: torch.Tensor, h0) -> None:
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (a, x, h0, out)):
         raise RuntimeError("argument 'out': linear_recurrence(out=...) is not differentiable, but an "
                            "input requires grad; call it without out=, or under torch.no_grad()")
-    if any(st == 0 and n > 1 for n, st in zip(out.shape, out.stride())):
+    if not out.is_contiguous() and any(st == 0 and n > 1 for n, st in zip(out.shape, out.stride())):
         raise ValueError(f"argument 'out' is broadcast (stride 0, strides {out.stride()}): its "
                          f"elements share memory; pass a tensor with memory of its own")
     if out.numel() == 0 or torch.compiler.is_compiling():    # traced: functionalisation's job

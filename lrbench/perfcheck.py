@@ -41,13 +41,18 @@ def chunked_vs_serial() -> float:
     return _scan_seconds("cpu-serial", 1 << 22, 1) / _scan_seconds("cpu-chunked", 1 << 22, 1)
 
 
+def pipeline_vs_serial() -> float:
+    """cpu-chunked speedup over cpu-serial at N = 8, T = 2^19 (bandwidth-bound: the pipeline)."""
+    return _scan_seconds("cpu-serial", 1 << 19, 8) / _scan_seconds("cpu-chunked", 1 << 19, 8)
+
+
 def reverse_vs_forward() -> float:
     """cpu-serial forward time over reverse time at N = 256, T = 2^16 (1 = no penalty)."""
     return _scan_seconds("cpu-serial", 1 << 16, 256) / _scan_seconds("cpu-serial", 1 << 16, 256, True)
 
 
 CHECKS = {"serial_vs_copy": serial_vs_copy, "chunked_vs_serial": chunked_vs_serial,
-          "reverse_vs_forward": reverse_vs_forward}
+          "pipeline_vs_serial": pipeline_vs_serial, "reverse_vs_forward": reverse_vs_forward}
 
 
 def run(thresholds: Path = THRESHOLDS, trials: int = 3) -> tuple[bool, list[dict]]:

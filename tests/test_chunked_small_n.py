@@ -30,15 +30,20 @@ def test_few_channels_vs_reference(backend, N, T, dtype, use_h0, reverse, small_
     assert_matches_reference(backend, a, x, h0, reverse, dtype, seed=N)
 
 
-@pytest.mark.parametrize("N", [1, 2, 5, 8, 15, 16])
-def test_chunked_splits_into_whole_groups_of_chains(N):
-    """Below CHAINS_BELOW channels every core gets whole groups of W chains, none left idle."""
-    C, L = cpu_chunked.plan(1 << 20, N, 4)
-    assert C and L
-    if N < cpu_chunked.CHAINS_BELOW:
+@pytest.mark.parametrize("N", [1, 2, 5, 8, 15, 16, 24, 256])
+def test_chunked_splits_into_whole_groups_of_chains_or_a_pipeline(N):
+    """Chains: every core gets whole groups of W chains, none left idle. Pipeline (N a multiple of
+    W, or CHAINS_BELOW and more): chunk 0 and one chunk per core cover the tile."""
+    n = 1 << 20
+    if not cpu_chunked.pipelined(N):
+        C, L = cpu_chunked.plan(n, N, 4)
+        assert C and L and N < cpu_chunked.CHAINS_BELOW
         assert (C * N) % (_numba_chains.W * nb.get_num_threads()) == 0
     else:
-        assert C == 2 * nb.get_num_threads()
+        assert N % _numba_chains.W == 0 or N >= cpu_chunked.CHAINS_BELOW
+        L0, L = cpu_chunked.pipeline_plan(n, N, 4)
+        assert L0 + nb.get_num_threads() * L == n
+        assert abs(L0 - cpu_chunked.HEAD * L) <= nb.get_num_threads() + 64
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64])
@@ -49,7 +54,7 @@ def test_gate_products_that_underflow_are_flushed_to_zero(dtype):
     a = np.full(Q // N * L * N, 0.75, dtype)
     x = np.ones_like(a)
     P, R = np.empty(Q, dtype), np.empty(Q, dtype)
-    _numba_chains.reduce(a, 0, x, 0, N, N, L, Q, P, R, np.finfo(dtype).tiny)
+    _numba_chains.reduce(a, 0, x, 0, N, N, L, Q, P, R, np.finfo(dtype).tiny, 0, (Q + 7) // 8)
     assert (P == 0).all(), P
     np.testing.assert_allclose(R, 4.0, rtol=1e-6)                    # 1 / (1 - 0.75)
 

@@ -132,6 +132,21 @@ def test_perf_gate_fails_when_a_backend_is_slowed(tmp_path, monkeypatch):
     assert not ok and rows[0]["measured"] < healthy / 2, (healthy, rows)
 
 
+def test_perf_gate_fails_when_the_pipeline_runs_on_one_thread(tmp_path, monkeypatch):
+    """With its tasks run one after another, cpu-chunked at N = 8 loses its lead over cpu-serial."""
+    spec = tmp_path / "t.json"
+    spec.write_text(json.dumps({"checks": {"pipeline_vs_serial": {"min": 0.0}}}))
+    healthy = perfcheck.run(spec, trials=2)[1][0]["measured"]
+    from lrbench.scan import _threads
+
+    def one_thread(tasks):
+        for t in tasks:
+            t()
+    monkeypatch.setattr(_threads, "run", one_thread)
+    measured = perfcheck.run(spec, trials=1)[1][0]["measured"]
+    assert measured < 0.8 * healthy, (healthy, measured)
+
+
 def test_history_chart_from_results_of_several_commits(tmp_path):
     reg = "bench_regression.Regression.time_scan"
     asv = tmp_path / "asv"

@@ -185,26 +185,27 @@ def _scan_grad_lanes(a, ao, x, xo, hp, hpo, g, go, ga, gao, rs, L, Q, q, c, o0, 
 
 
 @slp
-@nb.njit(cache=True, nogil=True, parallel=True)
-def reduce(a, ao, x, xo, rs, N, L, Q, P, R, tiny):
-    """P[q], R[q] <- (gate product, scan from 0) of every chain q < Q (P, R flat, length Q)."""
-    for g in nb.prange((Q + W - 1) // W):
+@nb.njit(cache=True, nogil=True)
+def reduce(a, ao, x, xo, rs, N, L, Q, P, R, tiny, g0, g1):
+    """P[q], R[q] <- (gate product, scan from 0) of the chains q < Q in groups g0 .. g1-1 of W
+    (P, R flat, length Q). One thread's share: ``cpu_chunked`` spreads the groups over threads."""
+    for g in range(g0, g1):
         _reduce_group(a, ao, x, xo, rs, N, L, Q, g * W, P, R, tiny)
 
 
 @slp
-@nb.njit(cache=True, nogil=True, parallel=True)
-def rescan(a, ao, x, xo, h, ho, rs, N, L, Q, c):
-    """h <- scan of every chain q < Q from its carry c[q]; c[q] <- its carry out."""
-    for g in nb.prange((Q + W - 1) // W):
+@nb.njit(cache=True, nogil=True)
+def rescan(a, ao, x, xo, h, ho, rs, N, L, Q, c, g0, g1):
+    """h <- scan of the chains of groups g0 .. g1-1 from their carries c[q]; c[q] <- carry out."""
+    for g in range(g0, g1):
         _scan_group(a, ao, x, xo, h, ho, rs, N, L, Q, g * W, c)
 
 
 @slp
-@nb.njit(cache=True, nogil=True, parallel=True)
-def rescan_grad(a, ao, x, xo, hp, hpo, g, go, ga, gao, rs, N, L, Q, c):
+@nb.njit(cache=True, nogil=True)
+def rescan_grad(a, ao, x, xo, hp, hpo, g, go, ga, gao, rs, N, L, Q, c, g0, g1):
     """``rescan`` into g, and ga <- g * hp in the same pass."""
-    for k in nb.prange((Q + W - 1) // W):
+    for k in range(g0, g1):
         _scan_grad_group(a, ao, x, xo, hp, hpo, g, go, ga, gao, rs, N, L, Q, k * W, c)
 
 

@@ -1,14 +1,9 @@
-"""Numba kernels for the paper's Algorithm 1 on CPU cores, many channels (flat buffers, see
-``_numba_serial``); few channels use the chain kernels of ``_numba_chains``.
+"""Numba kernels for cpu-chunked's many-channel chunks (flat buffers, see ``_numba_serial``), and
+the carries between chunks; few channels use the chain kernels of ``_numba_chains``.
 
-Positions ``[0, C*L)`` (relative to each operand's base) are cut into C chunks of L steps:
-  1. ``reduce``: per chunk, in parallel, P = prod(a) and R = the chunk's scan from 0;
-  2. ``carries``: serial scan of the C summaries from the incoming carry (C is small);
-  3. ``rescan`` / ``rescan_grad``: per chunk, in parallel, the scan from its carry-in.
-Each chunk accumulates P and R in its own arrays, so that no two cores store to one cache line
-every step (rows of a shared (C, N) array may share one). P is flushed to zero once subnormal
-(see ``_numba_chains``). Chunk lengths must not be a multiple of 4 KiB: 16 streams that
-far apart land in the same L1 sets and run 3x slower (measured); the driver staggers L.
+``reduce``: a chunk's gate product P and its scan from 0, R (the paper's Algorithm 1, step 1);
+``carries``: the carry entering each chunk, from the summaries of the chunks before it (step 2).
+P is flushed to zero once subnormal (see ``_numba_chains``).
 """
 from __future__ import annotations
 
@@ -16,27 +11,27 @@ import numba as nb
 import numpy as np
 
 from ._numba_chains import FLUSH, _ftz
-from ._numba_serial import _ahead, _prefetch, _row, scan, scan_grad
+from ._numba_serial import _ahead, _prefetch, _row
 
 
-@nb.njit(cache=True, nogil=True, parallel=True)
-def reduce(a, ao, x, xo, rs, N, L, C, P, R, tiny):
-    """P[j], R[j] <- (prod a, scan from 0) over chunk j; P and R are (C, N)."""
-    for j in nb.prange(C):
-        pj, rj = np.ones(N, a.dtype), np.zeros(N, a.dtype)
-        e = (j + 1) * L
-        for b in range(j * L, e, FLUSH):
-            for p in range(b, min(b + FLUSH, e)):
-                r, lines = _ahead(p, rs, e, N, a.itemsize)
-                for n in lines:
-                    _prefetch(a, ao + r + n); _prefetch(x, xo + r + n)
-                ar, xr = _row(a, ao, p, rs, N), _row(x, xo, p, rs, N)
-                for n in range(N):
-                    pj[n] = pj[n] * ar[n]
-                    rj[n] = ar[n] * rj[n] + xr[n]
+@nb.njit(cache=True, nogil=True)
+def reduce(a, ao, x, xo, rs, N, L, P, R, tiny):
+    """P, R <- (prod a, scan from 0) over positions [0, L), channel by channel; P and R are (N,).
+    Accumulated in arrays of the kernel's own, so that no two threads store to one cache line every
+    step (P and R of neighbouring chunks may share one)."""
+    pj, rj = np.ones(N, a.dtype), np.zeros(N, a.dtype)
+    for b in range(0, L, FLUSH):
+        for p in range(b, min(b + FLUSH, L)):
+            r, lines = _ahead(p, rs, L, N, a.itemsize)
+            for n in lines:
+                _prefetch(a, ao + r + n); _prefetch(x, xo + r + n)
+            ar, xr = _row(a, ao, p, rs, N), _row(x, xo, p, rs, N)
             for n in range(N):
-                pj[n] = _ftz(pj[n], tiny)
-        P[j], R[j] = pj, rj
+                pj[n] = pj[n] * ar[n]
+                rj[n] = ar[n] * rj[n] + xr[n]
+        for n in range(N):
+            pj[n] = _ftz(pj[n], tiny)
+    P[:], R[:] = pj, rj
 
 
 @nb.njit(cache=True, nogil=True)
@@ -62,19 +57,3 @@ def carries(P, R, F, c, cin, lost):
                     exact = False
                 c[n] = P[j, n] * c[n] + R[j, n]
     return exact
-
-
-@nb.njit(cache=True, nogil=True, parallel=True)
-def rescan(a, ao, x, xo, h, ho, rs, N, L, C, cin):
-    """h <- scan of every chunk from its carry-in."""
-    for j in nb.prange(C):
-        o = j * L * rs
-        scan(a, ao + o, x, xo + o, h, ho + o, rs, L, N, cin[j].copy())
-
-
-@nb.njit(cache=True, nogil=True, parallel=True)
-def rescan_grad(a, ao, x, xo, hp, hpo, g, go, ga, gao, rs, N, L, C, cin):
-    """g <- scan of every chunk from its carry-in, and ga <- g * hp, in the same pass."""
-    for j in nb.prange(C):
-        o = j * L * rs
-        scan_grad(a, ao + o, x, xo + o, hp, hpo + o, g, go + o, ga, gao + o, rs, L, N, cin[j].copy())

@@ -22,9 +22,9 @@ DEVICES = ("cpu",)
 def forward(engine, a, x, h0, reverse, out=None):
     T, N = a.shape
     h = torch.empty_like(x) if out is None else out
-    c = h0.detach().numpy().copy() if h0 is not None else np.zeros(N, a.numpy().dtype)
-    o = Order(T, N, reverse)
-    engine.scan_range(o, (flat(a), 0), (flat(x), 0), (flat(h), 0), T, c)
+    A = flat(a)
+    c = h0.detach().numpy().copy() if h0 is not None else np.zeros(N, A.dtype)
+    engine.scan_range(Order(T, N, reverse), (A, 0), (flat(x), 0), (flat(h), 0), T, c)
     return h
 
 

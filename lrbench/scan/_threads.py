@@ -1,21 +1,27 @@
-"""Numba's worker threads for cpu-chunked: the ``workqueue`` layer, one parallel launch at a time.
+"""The threads of cpu-chunked: its nogil Numba kernels run on the calling thread and on helpers.
 
-Numba's default ``omp`` layer binds to torch's OpenMP runtime (torch loads libgomp globally), whose
-workers spin-wait at barriers with the policy read when torch was imported. When the cores are
-shared (torch's own pool, another process, a busy CI machine) a spinning worker burns the time
-slice of one still computing: on 2 cores at load average 4, cpu-chunked / cpu-serial at N = 1,
-T = 2^22 fell to 0.13-0.15x, against 1.2-1.4x with OMP_WAIT_POLICY=PASSIVE set before torch was
-imported and 1.1-1.4x on the workqueue layer, whose workers sleep when idle (measured). The
-workqueue layer must not be entered from two threads at once, so launches hold ``LOCK``.
+Numba's own parallel launch (``prange``) wakes its sleeping workers and then the caller, in turn:
+an empty two-thread launch cost 150 us on intel-xeon-2c (workqueue layer, median of 200; 190 us
+after 10 ms idle), and cpu-chunked made two per tile. Here the caller runs the first task itself
+and hands the others to helper threads: an empty pair cost 85 us, most of it the helper waking,
+which overlaps the caller's own work. The cores are ``numba.get_num_threads()`` (set them with
+``numba.set_num_threads``). A scan holds ``LOCK``, so that two callers do not oversubscribe them.
+
+Numba's threading layer is still chosen here, though no kernel runs on it: ``get_num_threads``
+starts it, and its default ``omp`` layer would bind to torch's OpenMP runtime (torch loads libgomp
+globally), whose workers spin at barriers with the policy read when torch was imported.
 """
 from __future__ import annotations
 
+import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numba
 from numba.np.ufunc import parallel
 
 LOCK = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
 
 
 def start() -> None:
@@ -24,3 +30,40 @@ def start() -> None:
         if numba.config.THREADING_LAYER == "default":
             numba.config.THREADING_LAYER = "workqueue"
         parallel._launch_threads()
+
+
+def cores() -> int:
+    return numba.get_num_threads()
+
+
+def _helpers() -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max(1, numba.config.NUMBA_NUM_THREADS - 1), "lrbench-scan")
+    return _pool
+
+
+def _forget_helpers() -> None:          # a forked child has none of its parent's threads
+    global _pool
+    _pool = None
+
+
+os.register_at_fork(after_in_child=_forget_helpers)
+
+
+def run(tasks) -> None:
+    """Call every task at once, the first on this thread; return when all are done, raising the
+    first task's error. A task that others wait for must signal them even when it fails."""
+    pending = [_helpers().submit(t) for t in tasks[1:]]
+    error = None
+    try:
+        tasks[0]()
+    except BaseException as e:  # noqa: BLE001 - re-raised below, once the helpers are done
+        error = e
+    for f in pending:
+        try:
+            f.result()
+        except BaseException as e:  # noqa: BLE001
+            error = error or e
+    if error is not None:
+        raise error

@@ -1,21 +1,36 @@
 """``cpu-chunked``: the paper's Algorithm 1 on the CPU cores (reduce, scan of carries, re-scan).
 
-The sequence is processed in tiles of about ``TILE_BYTES`` per operand; within a tile, C chunks are reduced and re-scanned in
-parallel by Numba threads. With fewer than ``CHAINS_BELOW`` channels every (chunk, channel) chain
-is latency-bound, so C is chosen to give each core W = 8 chains to interleave in registers
-(``_numba_chains``); with more, each core takes 2 chunks and vectorises over channels.
-Positions left over after ``C * L`` run serially. ``numba.set_num_threads`` sets the cores.
+The sequence is processed in tiles of about ``TILE_BYTES`` per operand, each cut into chunks for
+P cores (``_threads``: the calling thread and helpers; ``numba.set_num_threads`` sets P). Positions
+left over after the chunks run serially. Two schedules:
+
+* **Chains** (fewer than ``CHAINS_BELOW`` channels, not a multiple of W): every (chunk, channel)
+  chain is bound by the latency of ``a * h + x``, so C chunks give each core W = 8 chains to
+  interleave in registers (``_numba_chains``). Every core reduces its chains, the carries are
+  scanned, every core re-scans its chains: the paper's three passes, two hand-offs a tile.
+* **Pipeline** (a multiple of W channels, or ``CHAINS_BELOW`` and more): the scan runs at memory
+  bandwidth, so every pass over the data counts. Chunk 0 has L0
+  positions and chunks 1..P have L: core 0 scans chunks 0 and 1 as cpu-serial would; core i >= 1
+  reduces chunk i, takes the carry entering it from core i-1 (as soon as that is known), hands on
+  the carry entering chunk i+1 and scans chunk i+1 from it. Only chunks 1..P-1 are read twice,
+  and no core waits at a barrier. A reduce moves 2 streams where a scan moves 3, so chunk 0 has
+  ``HEAD`` = 2/3 of the others' length: core 1 has reduced chunk 1 when core 0 has scanned
+  chunk 0. Measured on intel-xeon-2c (fp32, T*N = 2^22, out=; cpu-serial's time over
+  cpu-chunked's, medians of 3 rounds; 1.0 and 1.5 from another run), HEAD 0.4 / 0.5 / 0.6 / 0.7 / 0.8 / 1.0 / 1.5:
+  N = 8: 1.22 / 1.28 / 1.32 / 1.26 / 1.24 / 1.19 / 1.13; N = 16: 1.22 / 1.28 / 1.33 / 1.36 /
+  1.37 / 1.31 / 1.19; N = 256: 1.24 / 1.29 / 1.33 / 1.30 / 1.29 / 1.24 / 1.16.
 """
 from __future__ import annotations
 
+import threading
+from functools import partial
 from math import gcd
 
-import numba as nb
 import numpy as np
 
 from . import _threads
 
-_threads.start()       # before any parallel kernel is compiled or loaded
+_threads.start()       # before Numba starts its threads (see _threads)
 
 from . import _numba_chains as _ch  # noqa: E402
 from . import _numba_chunked as _k  # noqa: E402
@@ -23,79 +38,156 @@ from . import _numba_driver as _drv  # noqa: E402
 from . import cpu_serial as _serial  # noqa: E402
 
 DTYPES, DEVICES = _drv.DTYPES, _drv.DEVICES
-# per operand and tile. Each tile costs two parallel launches, and a launch on the workqueue layer
-# wakes sleeping workers: at 4 MB, cpu-chunked / cpu-serial was 1.0-1.6x at N = 1, T = 2^22 and
-# 0.5x at N = 4; at 64 MB 2.1x and 1.2x (intel-xeon-2c, load 0.9), though the re-scan then reads a
-# and x back from memory rather than cache.
+# per operand and tile. A tile costs at least one hand-off to the helper threads (about 85 us on
+# intel-xeon-2c), so tiles are large; the re-scan then reads a and x back from memory, not cache.
 TILE_BYTES = 64 << 20
 MIN_CHUNK_BYTES = 4096    # below this a chunk is not worth a thread
 CHAINS_BELOW = 16         # channels
+HEAD = 2 / 3              # L0 / L, the pipeline's chunk 0 against the others
+
+
+def pipelined(N: int) -> bool:
+    return N % _ch.W == 0 or N >= CHAINS_BELOW
 
 
 def plan(n: int, N: int, itemsize: int) -> tuple[int, int]:
-    """(C, L): C chunks of L positions for n positions, or (0, 0) when too short to split."""
-    C = nb.get_num_threads() * (_ch.W // gcd(N, _ch.W) if N < CHAINS_BELOW else 2)
-    L = n // C
-    row = N * itemsize
+    """Chains: (C, L), C chunks of L positions for n positions, or (0, 0) when too short to split."""
+    C = _threads.cores() * (_ch.W // gcd(N, _ch.W))
+    L = _length(n // C, N * itemsize)
+    return (C, L) if L else (0, 0)
+
+
+def pipeline_plan(n: int, N: int, itemsize: int) -> tuple[int, int]:
+    """Pipeline: (L0, L), chunk 0 of L0 positions then one chunk of L per core, or (0, 0) when
+    there is one core or the chunks would be too short."""
+    P = _threads.cores()
+    L = _length(int(n / (P + HEAD)), N * itemsize) if P > 1 else 0
+    return (n - P * L, L) if L else (0, 0)
+
+
+def _length(L: int, row: int) -> int:
     if L * row < MIN_CHUNK_BYTES:
-        return 0, 0
-    if (L * row) % 4096 == 0:           # stagger chunk starts across L1 sets
+        return 0
+    if (L * row) % 4096 == 0:
+        # 16 streams a multiple of 4 KiB apart land in the same L1 sets and ran 3x slower
+        # (measured): stagger the chunk starts
         L -= max(1, 64 // row)
-    return C, L
+    return L
+
+
+def _at(op, s):
+    """Operand ``op`` (flat buffer, position of its first element) moved on by s positions."""
+    return None if op is None else (op[0], op[1] + s)
 
 
 def scan_range(o, a, x, h, n, c, hp=None, ga=None):
     with _threads.LOCK:
-        _scan_range(o, a, x, h, n, c, hp, ga)
+        tile = max(1, TILE_BYTES // (o.N * a[0].itemsize))
+        q0 = 0
+        while q0 < n:
+            m = min(tile, n - q0)
+            at = partial(_at, s=q0)
+            done = (_pipeline if pipelined(o.N) else _chains)(o, at(a), at(x), at(h), m, c, at(hp), at(ga))
+            if done < m:                 # the rest of the tile, serially
+                at = partial(_at, s=q0 + done)
+                _serial.scan_range(o, at(a), at(x), at(h), m - done, c, at(hp), at(ga))
+            q0 += m
 
 
-def _scan_range(o, a, x, h, n, c, hp, ga):
+def _chains(o, a, x, h, m, c, hp, ga):
+    """The three passes over positions [0, m) for few channels; returns how many it scanned."""
     (A, pa), (X, px), (H, ph) = a, x, h
     N, rs = o.N, o.rs
+    C, L = plan(m, N, A.itemsize)
+    if not C:
+        return 0
+    Q = C * N
+    P, R, cin = np.empty((C, N), A.dtype), np.empty((C, N), A.dtype), np.empty((C, N), A.dtype)
+    ba, bx, bh = o.base(pa), o.base(px), o.base(ph)
     tiny = np.finfo(A.dtype).tiny
-    tile = max(1, TILE_BYTES // (N * A.itemsize))
-    q0 = 0
-    while q0 < n:
-        m = min(tile, n - q0)
-        C, L = plan(m, N, A.itemsize)
-        if C:
-            P, R, cin = np.empty((C, N), A.dtype), np.empty((C, N), A.dtype), np.empty((C, N), A.dtype)
-            ba, bx, bh = o.base(pa + q0), o.base(px + q0), o.base(ph + q0)
-            chains = N < CHAINS_BELOW
-            if chains:
-                _ch.reduce(A, ba, X, bx, rs, N, L, C * N, P.reshape(-1), R.reshape(-1), tiny)
-            else:
-                _k.reduce(A, ba, X, bx, rs, N, L, C, P, R, tiny)
-            first = A[np.add.outer([o.base(pa + q0 + j * L) for j in range(C)], np.arange(N))]
-            c0 = c.copy()
-            exact = _k.carries(P, R, first, c, cin, tiny / np.finfo(A.dtype).eps)
-            if not (exact and np.isfinite(cin).all() and np.isfinite(c).all()):
-                # A chunk's gate product overflowed under a nonzero state, or an input is not
-                # finite, or a flushed product met a vanishing state (see _numba_chunked.carries):
-                # the carries may differ from the serial loop's, so the tile runs serially.
-                c[:] = c0
-                _serial.scan_range(o, (A, pa + q0), (X, px + q0), (H, ph + q0), m, c,
-                                   None if hp is None else (hp[0], hp[1] + q0),
-                                   None if ga is None else (ga[0], ga[1] + q0))
-                q0 += m
-                continue
-            if chains and hp is None:
-                _ch.rescan(A, ba, X, bx, H, bh, rs, N, L, C * N, cin.reshape(-1))
-            elif chains:
-                _ch.rescan_grad(A, ba, X, bx, hp[0], o.base(hp[1] + q0), H, bh,
-                                ga[0], o.base(ga[1] + q0), rs, N, L, C * N, cin.reshape(-1))
-            elif hp is None:
-                _k.rescan(A, ba, X, bx, H, bh, rs, N, L, C, cin)
-            else:
-                _k.rescan_grad(A, ba, X, bx, hp[0], o.base(hp[1] + q0), H, bh,
-                               ga[0], o.base(ga[1] + q0), rs, N, L, C, cin)
-        done = C * L
-        if done < m:                     # the tail of the tile, serially
-            shift = q0 + done
-            _serial.scan_range(o, (A, pa + shift), (X, px + shift), (H, ph + shift), m - done, c,
-                               None if hp is None else (hp[0], hp[1] + shift),
-                               None if ga is None else (ga[0], ga[1] + shift))
-        q0 += m
+    G, cores = (Q + _ch.W - 1) // _ch.W, _threads.cores()
+    shares = [(G * t // cores, G * (t + 1) // cores) for t in range(cores)]
+    _threads.run([partial(_ch.reduce, A, ba, X, bx, rs, N, L, Q, P.reshape(-1), R.reshape(-1), tiny, *g)
+                  for g in shares])
+    first = A[np.add.outer([o.base(pa + j * L) for j in range(C)], np.arange(N))]
+    c0 = c.copy()
+    exact = _k.carries(P, R, first, c, cin, tiny / np.finfo(A.dtype).eps)
+    if not (exact and np.isfinite(cin).all() and np.isfinite(c).all()):
+        # A chunk's gate product overflowed under a nonzero state, or an input is not finite,
+        # or a flushed product met a vanishing state (see _numba_chunked.carries): the carries
+        # may differ from the serial loop's, so the tile runs serially.
+        c[:] = c0
+        return 0
+    cin = cin.reshape(-1)
+    if hp is None:
+        tasks = [partial(_ch.rescan, A, ba, X, bx, H, bh, rs, N, L, Q, cin, *g) for g in shares]
+    else:
+        (HP, php), (GA, pga) = hp, ga
+        tasks = [partial(_ch.rescan_grad, A, ba, X, bx, HP, o.base(php), H, bh, GA, o.base(pga),
+                         rs, N, L, Q, cin, *g) for g in shares]
+    _threads.run(tasks)
+    return C * L
+
+
+def _pipeline(o, a, x, h, m, c, hp, ga):
+    """The pipeline over positions [0, m) for many channels; returns how many it scanned."""
+    L0, L = pipeline_plan(m, o.N, a[0].itemsize)
+    if not L:
+        return 0
+    (A, pa), N, cores = a, o.N, _threads.cores()
+    dtype = A.dtype
+    tiny = np.finfo(dtype).tiny
+    carry = [None] * cores               # carry[i]: the carry entering chunk i + 1
+    ready = [threading.Event() for _ in range(cores)]
+    out = []
+
+    def span(s, n, cc):                  # positions [s, s + n), serially from carry cc
+        at = partial(_at, s=s)
+        _serial.scan_range(o, at(a), at(x), at(h), n, cc, at(hp), at(ga))
+
+    def head():                          # core 0: chunks 0 and 1
+        try:
+            span(0, L0, c)
+            carry[0] = c.copy()
+        finally:
+            ready[0].set()
+        span(L0, L, c)
+
+    def link(i):                         # core i >= 1: chunk i reduced, chunk i + 1 scanned
+        s = L0 + (i - 1) * L
+        P, R = np.empty((1, N), dtype), np.empty((1, N), dtype)
+        try:
+            _reduce(o, a, x, s, L, P[0], R[0], tiny)
+            ready[i - 1].wait()
+            if carry[i - 1] is None:     # an earlier core failed, or found a carry may be wrong
+                return
+            cin, cc = carry[i - 1], carry[i - 1].copy()
+            first = A[o.base(pa + s) + np.arange(N)].reshape(1, N)
+            if (_k.carries(P, R, first, cc, np.empty((1, N), dtype), tiny / np.finfo(dtype).eps)
+                    and np.isfinite(cin).all() and np.isfinite(cc).all()):
+                carry[i] = cc            # else (see _chains) the rest is scanned serially
+        finally:
+            ready[i].set()
+        if carry[i] is not None:
+            span(s + L, L, cc)
+            if i == cores - 1:
+                out.append(cc)
+
+    _threads.run([head] + [partial(link, i) for i in range(1, cores)])
+    if not out:
+        return L0 + L                    # c is exact up to here: core 0 scanned it
+    c[:] = out[0]
+    return L0 + cores * L
+
+
+def _reduce(o, a, x, s, L, P, R, tiny):
+    """P, R <- gate product and scan from 0 of positions [s, s + L)."""
+    (A, pa), (X, px) = a, x
+    ba, bx = o.base(pa + s), o.base(px + s)
+    if o.N < CHAINS_BELOW:               # whole groups of W adjacent channels
+        _ch.reduce(A, ba, X, bx, o.rs, o.N, L, o.N, P, R, tiny, 0, o.N // _ch.W)
+    else:
+        _k.reduce(A, ba, X, bx, o.rs, o.N, L, P, R, tiny)
 
 
 forward, backward = _drv.bind(scan_range)
