@@ -165,14 +165,32 @@ def test_numpy_any_strides_and_byte_order():
     np.testing.assert_allclose(sliced, want[:, :, ::2], rtol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("reverse", [False, True])
-def test_chunked_overflow_under_a_nonzero_state(reverse, small_chunks):
+@pytest.mark.parametrize("N", [8, 16])
+def test_chunked_pipeline_keeps_finite_serial_answers(N, reverse, dtype, small_chunks):
+    """The cases above with N channels, where cpu-chunked runs its pipeline, not its chains."""
+    from lrbench.scan import cpu_chunked
+    assert cpu_chunked.pipelined(N)
+    for name, a, x in _cases(dtype):
+        a, x = a.repeat(1, N // 2), x.repeat(1, N // 2)
+        if reverse:
+            a, x = a.flip(0), x.flip(0)
+        ref = run("torch-loop", a, x, None, reverse=reverse)
+        check_finite_where_serial_is(f"{name}, N = {N}", run("cpu-chunked", a, x, None, reverse=reverse),
+                                     ref, dtype)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("N", [1, 8, 16])
+def test_chunked_overflow_under_a_nonzero_state(N, reverse, small_chunks):
     """Gates 1e10 and 1e-10 by turns: the serial state stays near 1, every chunk's gate product
-    overflows or underflows (and is flushed). cpu-chunked notices and runs such tiles serially.
-    (torch-assoc, triton-scan and cuda-scan combine products in a tree and can return inf here.)"""
+    overflows or underflows (and is flushed). cpu-chunked notices and runs such tiles serially
+    (N = 1: chains; 8 and 16: the pipeline). (torch-assoc, triton-scan and cuda-scan combine
+    products in a tree and can return inf here.)"""
     pattern = torch.tensor([1e10] * 4 + [1e-10] * 4)
-    a = pattern.repeat(40).view(320, 1)
-    x = torch.zeros(320, 1)
+    a = pattern.repeat(40).view(320, 1).repeat(1, N)
+    x = torch.zeros(320, N)
     x[0] = 1e-30
     if reverse:
         a, x = a.flip(0), x.flip(0)
