@@ -25,6 +25,7 @@ from numba.core import config
 
 W = 8          # chains in flight per core
 FLUSH = 64     # steps between flushes of a subnormal gate product
+BLOCK_BYTES = 4 << 10     # per operand: the rows ``scan_blocked`` runs group by group (fits L1)
 
 
 @contextmanager
@@ -220,3 +221,26 @@ def scan(a, ao, x, xo, h, ho, rs, T, N, c):
 @nb.njit(cache=True, nogil=True)
 def scan_grad(a, ao, x, xo, hp, hpo, g, go, ga, gao, rs, T, N, c):
     _scan_grad_group(a, ao, x, xo, hp, hpo, g, go, ga, gao, rs, N, T, N, 0, c)
+
+
+@slp
+@nb.njit(cache=True, nogil=True)
+def scan_blocked(a, ao, x, xo, h, ho, rs, T, N, c):
+    """The serial scan of N = k * W channels: blocks of rows, each block one group of W adjacent
+    channels at a time (carries in registers), so that the block is still in L2 for the next group."""
+    B = max(1, BLOCK_BYTES // (N * a.itemsize))
+    for p0 in range(0, T, B):
+        s = p0 * rs
+        for g in range(N // W):
+            _scan_group(a, ao + s, x, xo + s, h, ho + s, rs, N, min(B, T - p0), N, g * W, c)
+
+
+@slp
+@nb.njit(cache=True, nogil=True)
+def scan_grad_blocked(a, ao, x, xo, hp, hpo, g, go, ga, gao, rs, T, N, c):
+    B = max(1, BLOCK_BYTES // (N * a.itemsize))
+    for p0 in range(0, T, B):
+        s = p0 * rs
+        for k in range(N // W):
+            _scan_grad_group(a, ao + s, x, xo + s, hp, hpo + s, g, go + s, ga, gao + s, rs, N,
+                             min(B, T - p0), N, k * W, c)
