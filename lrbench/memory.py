@@ -34,14 +34,14 @@ try:
 except (AttributeError, OSError):         # not Linux, or no transparent huge pages
     _madvise = None
 
-_lock = threading.Lock()
+_lock = threading.RLock()    # re-entrant: a collection inside _give_back may free another output
 _kept: dict[int, list[np.ndarray]] = {}   # size in bytes -> freed buffers of that size
 _kept_bytes = 0
 
 
 def _reset_after_fork() -> None:
     global _lock
-    _lock = threading.Lock()
+    _lock = threading.RLock()
 
 
 os.register_at_fork(after_in_child=_reset_after_fork)
@@ -64,7 +64,9 @@ def _take(nbytes: int) -> np.ndarray:
         if _kept.get(nbytes):
             _kept_bytes -= nbytes
             return _kept[nbytes].pop()
-    buf = np.empty(nbytes, np.uint8)
+    raw = np.empty(nbytes + 64, np.uint8)    # aligned to 64 bytes, as torch.empty's memory is
+    skip = -raw.ctypes.data % 64
+    buf = raw[skip:skip + nbytes]
     start = -(-buf.ctypes.data // HUGE) * HUGE
     end = (buf.ctypes.data + nbytes) // HUGE * HUGE
     if _madvise is not None and end > start:

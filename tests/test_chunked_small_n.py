@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import assert_close, assert_matches_reference, make_inputs, run, tolerance
-from lrbench.scan import _numba_chains, cpu_chunked
+from lrbench.scan import _numba_chains, _threads, cpu_chunked
 
 TS = [1, 2, 31, 33, 1000, 1023, 1025]
 
@@ -44,6 +44,18 @@ def test_chunked_splits_into_whole_groups_of_chains_or_a_pipeline(N):
         L0, L = cpu_chunked.pipeline_plan(n, N, 4)
         assert L0 + nb.get_num_threads() * L == n
         assert abs(L0 - cpu_chunked.HEAD * L) <= nb.get_num_threads() + 64
+
+
+@pytest.mark.parametrize("cores", [3, 4])
+@pytest.mark.parametrize("N", [8, 16, 32])
+def test_pipeline_links_past_the_first(N, cores, small_chunks, monkeypatch):
+    """Every link of the pipeline, not only the one a 2-core machine has: core i >= 2 takes its
+    carry from core i-1 while that core scans on from it. (Here the helpers may run the links one
+    after another; the carry handed on must not move.)"""
+    monkeypatch.setattr(_threads, "cores", lambda: cores)
+    a, x, h0 = make_inputs(3000, N, torch.float64, "long", seed=N, h0=True)
+    for reverse in (False, True):
+        assert_matches_reference("cpu-chunked", a, x, h0, reverse, torch.float64, seed=N)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64])

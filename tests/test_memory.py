@@ -37,6 +37,7 @@ def test_a_freed_output_is_reused_and_right(pool, dtype):
     del h
     h = lrbench.linear_recurrence(a, x, backend="cpu-serial")
     assert h.data_ptr() == first and h.dtype == dtype and h.shape == x.shape and h.is_contiguous()
+    assert first % 64 == 0                          # aligned like torch.empty's memory
     torch.testing.assert_close(h, want)
 
 

@@ -1,13 +1,18 @@
-"""cpu-chunked from several Python threads at once: Numba's workqueue layer is entered by one
-launch at a time (``lrbench.scan._threads.LOCK``), and every result is right."""
+"""cpu-chunked from several Python threads at once: one scan at a time holds
+``lrbench.scan._threads.LOCK`` and hands its tasks to the shared helper threads, and every result
+is right; ``_threads.run`` waits for every task."""
 from __future__ import annotations
 
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
+import pytest
 import torch
 
 from conftest import assert_close, make_inputs, run, TOL
+from lrbench.scan import _threads
 
 
 def test_concurrent_callers_get_right_answers(small_chunks):
@@ -17,3 +22,18 @@ def test_concurrent_callers_get_right_answers(small_chunks):
     assert numba.threading_layer() == "workqueue"
     for p, h in zip(problems, got):
         assert_close("h", h, run("reference", *p), **TOL[torch.float64])
+
+
+def test_run_waits_for_every_task_and_raises_a_helpers_error():
+    """_threads.run returns only when every task is done, and re-raises a helper's failure."""
+    done = threading.Event()
+
+    def slow():
+        time.sleep(0.05)
+        done.set()
+
+    def fails():
+        raise ValueError("helper failed")
+    with pytest.raises(ValueError, match="helper failed"):
+        _threads.run([lambda: None, fails, slow])
+    assert done.is_set()

@@ -22,6 +22,7 @@ from contextlib import contextmanager
 import numba as nb
 import numpy as np
 from numba.core import config
+from numba.core.compiler_lock import global_compiler_lock
 
 W = 8          # chains in flight per core
 FLUSH = 64     # steps between flushes of a subnormal gate product
@@ -43,7 +44,7 @@ def slp(kernel):
     compile_ = kernel.compile
 
     def compile_slp(sig):
-        with _slp_on():
+        with global_compiler_lock, _slp_on():     # no other compile sees the flag (re-entrant)
             return compile_(sig)
     kernel.compile = compile_slp
     return kernel
@@ -227,7 +228,7 @@ def scan_grad(a, ao, x, xo, hp, hpo, g, go, ga, gao, rs, T, N, c):
 @nb.njit(cache=True, nogil=True)
 def scan_blocked(a, ao, x, xo, h, ho, rs, T, N, c):
     """The serial scan of N = k * W channels: blocks of rows, each block one group of W adjacent
-    channels at a time (carries in registers), so that the block is still in L2 for the next group."""
+    channels at a time (carries in registers), so that the block is still in L1 for the next group."""
     B = max(1, BLOCK_BYTES // (N * a.itemsize))
     for p0 in range(0, T, B):
         s = p0 * rs

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import numba
 from numba.np.ufunc import parallel
@@ -44,26 +44,31 @@ def _helpers() -> ThreadPoolExecutor:
 
 
 def _forget_helpers() -> None:          # a forked child has none of its parent's threads
-    global _pool
-    _pool = None
+    global _pool, LOCK
+    _pool, LOCK = None, threading.Lock()
 
 
 os.register_at_fork(after_in_child=_forget_helpers)
 
 
 def run(tasks) -> None:
-    """Call every task at once, the first on this thread; return when all are done, raising the
-    first task's error. A task that others wait for must signal them even when it fails."""
+    """Call every task at once, the first on this thread; return when all are done (a Ctrl-C
+    included: the helpers still write the outputs), then raise the caller's task's error, else
+    the first failed helper's. A task that others wait for must signal them even when it fails."""
     pending = [_helpers().submit(t) for t in tasks[1:]]
     error = None
     try:
         tasks[0]()
     except BaseException as e:  # noqa: BLE001 - re-raised below, once the helpers are done
         error = e
-    for f in pending:
+    while pending:
         try:
-            f.result()
-        except BaseException as e:  # noqa: BLE001
+            wait(pending)
+            break
+        except KeyboardInterrupt as e:
             error = error or e
+    for f in pending:
+        if error is None and f.exception() is not None:
+            error = f.exception()
     if error is not None:
         raise error

@@ -165,7 +165,8 @@ def _pipeline(o, a, x, h, m, c, hp, ga):
             first = A[o.base(pa + s) + np.arange(N)].reshape(1, N)
             if (_k.carries(P, R, first, cc, np.empty((1, N), dtype), tiny / np.finfo(dtype).eps)
                     and np.isfinite(cin).all() and np.isfinite(cc).all()):
-                carry[i] = cc            # else (see _chains) the rest is scanned serially
+                carry[i] = cc.copy()     # handed on before span() moves cc through chunk i+1;
+                # else (see _chains) the rest is scanned serially
         finally:
             ready[i].set()
         if carry[i] is not None:
