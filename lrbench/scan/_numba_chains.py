@@ -92,7 +92,8 @@ def _store8(c, q, Q, v0, v1, v2, v3, v4, v5, v6, v7):
 def _reduce_group(a, ao, x, xo, rs, N, L, Q, q, P, R, tiny):
     if N % W == 0:
         o = _off(q, N, L, rs)
-        _reduce_lanes(a, ao, x, xo, rs, L, Q, q, P, R, tiny, o, o + 1, o + 2, o + 3, o + 4, o + 5, o + 6, o + 7)
+        _reduce_lanes(a, ao, x, xo, rs, L, Q, q, P, R, tiny,
+                      o, o + 1, o + 2, o + 3, o + 4, o + 5, o + 6, o + 7)
     else:
         o0, o1, o2, o3, o4, o5, o6, o7 = _offsets(q, Q, N, L, rs)
         _reduce_lanes(a, ao, x, xo, rs, L, Q, q, P, R, tiny, o0, o1, o2, o3, o4, o5, o6, o7)
@@ -157,7 +158,8 @@ def _scan_grad_group(a, ao, x, xo, hp, hpo, g, go, ga, gao, rs, N, L, Q, q, c):
                          o, o + 1, o + 2, o + 3, o + 4, o + 5, o + 6, o + 7)
     else:
         o0, o1, o2, o3, o4, o5, o6, o7 = _offsets(q, Q, N, L, rs)
-        _scan_grad_lanes(a, ao, x, xo, hp, hpo, g, go, ga, gao, rs, L, Q, q, c, o0, o1, o2, o3, o4, o5, o6, o7)
+        _scan_grad_lanes(a, ao, x, xo, hp, hpo, g, go, ga, gao, rs, L, Q, q, c,
+                         o0, o1, o2, o3, o4, o5, o6, o7)
 
 
 @nb.njit(inline="always")

@@ -9,14 +9,14 @@ left over after the chunks run serially. Two schedules:
   interleave in registers (``_numba_chains``). Every core reduces its chains, the carries are
   scanned, every core re-scans its chains: the paper's three passes, two hand-offs a tile.
 * **Pipeline** (a multiple of W channels, or ``CHAINS_BELOW`` and more): the scan runs at memory
-  bandwidth, so every pass over the data counts. Chunk 0 has L0
-  positions and chunks 1..P have L: core 0 scans chunks 0 and 1 as cpu-serial would; core i >= 1
-  reduces chunk i, takes the carry entering it from core i-1 (as soon as that is known), hands on
-  the carry entering chunk i+1 and scans chunk i+1 from it. Only chunks 1..P-1 are read twice,
-  and no core waits at a barrier. A reduce moves 2 streams where a scan moves 3, so chunk 0 has
-  ``HEAD`` = 2/3 of the others' length: core 1 has reduced chunk 1 when core 0 has scanned
-  chunk 0. Measured on intel-xeon-2c (fp32, T*N = 2^22, out=; cpu-serial's time over
-  cpu-chunked's, medians of 3 rounds; 1.0 and 1.5 from another run), HEAD 0.4 / 0.5 / 0.6 / 0.7 / 0.8 / 1.0 / 1.5:
+  bandwidth, so every pass over the data counts. Chunk 0 has L0 positions and chunks 1..P have L:
+  core 0 scans chunks 0 and 1 as cpu-serial would; core i >= 1 reduces chunk i, takes the carry
+  entering it from core i-1 (as soon as that is known), hands on the carry entering chunk i+1 and
+  scans chunk i+1 from it. Only chunks 1..P-1 are read twice, and no core waits at a barrier. A
+  reduce moves 2 streams where a scan moves 3, so chunk 0 has ``HEAD`` = 2/3 of the others'
+  length: core 1 has reduced chunk 1 when core 0 has scanned chunk 0. Measured on intel-xeon-2c
+  (fp32, T*N = 2^22, out=; cpu-serial's time over cpu-chunked's, medians of 3 rounds; 1.0 and
+  1.5 from another run), HEAD 0.4 / 0.5 / 0.6 / 0.7 / 0.8 / 1.0 / 1.5:
   N = 8: 1.22 / 1.28 / 1.32 / 1.26 / 1.24 / 1.19 / 1.13; N = 16: 1.22 / 1.28 / 1.33 / 1.36 /
   1.37 / 1.31 / 1.19; N = 256: 1.24 / 1.29 / 1.33 / 1.30 / 1.29 / 1.24 / 1.16.
 """
