@@ -3,13 +3,12 @@ reverse against forward. All through ``lrbench.linear_recurrence`` with torch's 
 from __future__ import annotations
 
 import functools
-import statistics
 
 import torch
 
 import lrbench
 
-from .common import inputs, median_seconds, scan_call, setup_once
+from .common import inputs, interleaved_medians, median_seconds, scan_call, setup_once
 
 CPU = ["cpu-serial", "cpu-chunked"]
 GRID_T = [1 << 4, 1 << 8, 1 << 12, 1 << 16, 1 << 20]
@@ -78,8 +77,7 @@ class AutoVsBest:
             call()                                   # compile, warm up
 
     def track_best_over_auto_higher_is_better(self, T, N):
-        rounds = [{b: median_seconds(c, "cpu") for b, c in self.calls.items()} for _ in range(self.ROUNDS)]
-        times = {b: statistics.median(r[b] for r in rounds) for b in self.calls}
+        times = interleaved_medians(self.calls, self.ROUNDS)
         return min(times[b] for b in CPU) / times["auto"]
     track_best_over_auto_higher_is_better.unit = "best / auto"
 

@@ -5,14 +5,13 @@ A peer that is not installed is skipped (n/a), not failed."""
 from __future__ import annotations
 
 import os
-import statistics
 import sys
 
 import torch
 
 import lrbench
 
-from .common import inputs, median_seconds, setup_once
+from .common import inputs, interleaved_medians, setup_once
 
 PEERS = ["jax-scan", "jax-associative-scan", "torch-compiled-assoc", "torchlpc"]
 SHAPES = ["1048576x4", "65536x256", "4096x4096", "1048576x1", "4096x16"]
@@ -124,8 +123,7 @@ class AutoVsPeers:
                     calls[subject] = make(subject, T, N)
                 except NotImplementedError:
                     continue
-            rounds = [{s: median_seconds(c, "cpu") for s, c in calls.items()} for _ in range(self.ROUNDS)]
-            times = {s: statistics.median(r[s] for r in rounds) for s in calls}
+            times = interleaved_medians(calls, self.ROUNDS)
             for p in calls.keys() - {"auto"}:
                 if times[p] / times["auto"] < worst:
                     worst, where = times[p] / times["auto"], (TxN, p, times[p], times["auto"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import inspect
 import os
+import statistics
 
 import numpy as np
 import torch
@@ -143,6 +144,13 @@ def median_seconds(fn, device: str) -> float:
     if device == "cuda":
         return median_time(fn, timed=cuda_event_seconds)
     return median_time(fn)
+
+
+def interleaved_medians(calls: dict, rounds: int = 3) -> dict:
+    """Each CPU call's median time over ``rounds`` interleaved rounds of ``median_seconds``, so that
+    a slow spell of the machine does not fall on one subject alone."""
+    times = [{k: median_seconds(c, "cpu") for k, c in calls.items()} for _ in range(rounds)]
+    return {k: statistics.median(r[k] for r in times) for k in calls}
 
 
 # Device buffers at least this big, so a copy or scan streams from HBM, not from the L2 (60 MB on

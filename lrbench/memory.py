@@ -50,7 +50,7 @@ os.register_at_fork(after_in_child=_reset_after_fork)
 def empty(shape, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """An uninitialised contiguous tensor; a big CPU one on reused (or huge) pages."""
     nbytes = math.prod(shape) * dtype.itemsize
-    if torch.device(device).type != "cpu" or nbytes < MIN_BYTES:
+    if nbytes < MIN_BYTES or torch.device(device).type != "cpu":
         return torch.empty(shape, dtype=dtype, device=device)
     buf = _take(nbytes)
     view = buf.view()                  # dies with the tensor's storage; buf goes back to the pool
