@@ -11,6 +11,9 @@ def _desc(t: torch.Tensor) -> str:
 def check_inputs(a, x, h0, dim: int, packed: bool = False) -> int:
     """Validate (a, x, h0); return ``dim`` normalised to ``[0, a.ndim)``. ``packed``: h0 holds one
     state per sequence, ``(B,) + a.shape without dim``."""
+    for name, t in (("a", a), ("x", x)):
+        if t is None:
+            raise TypeError(f"argument {name!r} must be a torch.Tensor or numpy.ndarray, got None")
     for name, t in (("a", a), ("x", x), ("h0", h0)):
         if t is not None and not isinstance(t, torch.Tensor):
             raise TypeError(f"argument {name!r} must be a torch.Tensor or numpy.ndarray, "
@@ -82,7 +85,20 @@ def check_out(out, a: torch.Tensor, x: torch.Tensor, h0) -> None:
     if not out.is_contiguous() and any(st == 0 and n > 1 for n, st in zip(out.shape, out.stride())):
         raise ValueError(f"argument 'out' is broadcast (stride 0, strides {out.stride()}): its "
                          f"elements share memory; pass a tensor with memory of its own")
-    if out.numel() == 0 or torch.compiler.is_compiling():    # traced: functionalisation's job
+    if torch.compiler.is_compiling():   # traced: no addresses; the operator checks when it runs
+        for name, t in (("a", a), ("x", x), ("h0", h0)):
+            if t is out:
+                raise ValueError(f"argument 'out' overlaps argument {name!r} in memory; pass a "
+                                 f"separate output tensor")
+        return
+    check_apart(out, a, x, h0)
+
+
+def check_apart(out: torch.Tensor, a: torch.Tensor, x: torch.Tensor, h0) -> None:
+    """``out`` shares no byte with an input. Run by ``linear_recurrence`` and again by the
+    ``scan_out`` operator itself, so it holds wherever the kernel runs (eagerly through
+    ``torch.ops``, or inside a compiled graph, where the trace sees no addresses)."""
+    if out.numel() == 0:
         return
     lo, hi = _span(out)                 # by address: views from NumPy have storages of their own
     for name, t in (("a", a), ("x", x), ("h0", h0)):

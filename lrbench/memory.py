@@ -9,8 +9,17 @@ scan into an ``out=`` tensor took 10.5 ms.
 So an output of at least ``MIN_BYTES`` comes from a pool: when the tensor's storage is freed, its
 buffer is kept (up to ``KEEP_BYTES`` in all, then returned to the OS as usual) and the next output
 of the same size reuses it, its pages already in place. A buffer made fresh is still advised huge
-pages. Such a tensor is an ordinary tensor over NumPy memory (``torch.from_numpy``); it cannot be
-resized beyond its size. ``KEEP_BYTES = 0`` turns the reuse off.
+pages. Such a tensor is an ordinary tensor over NumPy memory (``torch.from_numpy``).
+``KEEP_BYTES = 0`` turns the reuse off.
+
+The pool is bounded by use as well as by size: a kept buffer not taken again before
+``KEEP_MISSES`` later outputs had to be made fresh (a workload whose sizes keep changing) is
+returned to the OS, so a steady loop keeps its buffers and a drifting one keeps at most a few.
+A buffer is never handed back at interpreter exit (``atexit=False``): a late exit handler may
+still hold an output, and a new output must never share its memory.
+
+Outputs of the Numba CPU backends cannot be resized (``resize_``), small ones included: the
+kernels write them through a NumPy view, and torch marks a storage so viewed as fixed in size.
 """
 from __future__ import annotations
 
@@ -27,6 +36,7 @@ import torch
 HUGE = 2 << 20
 MIN_BYTES = 4 << 20
 KEEP_BYTES = 1 << 30      # freed output buffers kept for reuse, at most
+KEEP_MISSES = 4           # ... and each only until this many later outputs were made fresh
 try:
     _madvise = ctypes.CDLL(None, use_errno=True).madvise
     _madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
@@ -35,8 +45,9 @@ except (AttributeError, OSError):         # not Linux, or no transparent huge pa
     _madvise = None
 
 _lock = threading.RLock()    # re-entrant: a collection inside _give_back may free another output
-_kept: dict[int, list[np.ndarray]] = {}   # size in bytes -> freed buffers of that size
+_kept: dict[int, list[tuple[np.ndarray, int]]] = {}   # size -> freed (buffer, _misses when freed)
 _kept_bytes = 0
+_misses = 0               # outputs made fresh so far: the clock that ages kept buffers
 
 
 def _reset_after_fork() -> None:
@@ -54,16 +65,18 @@ def empty(shape, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         return torch.empty(shape, dtype=dtype, device=device)
     buf = _take(nbytes)
     view = buf.view()                  # dies with the tensor's storage; buf goes back to the pool
-    weakref.finalize(view, _give_back, buf)
+    weakref.finalize(view, _give_back, buf).atexit = False
     return torch.from_numpy(view).view(dtype).view(shape)
 
 
 def _take(nbytes: int) -> np.ndarray:
-    global _kept_bytes
+    global _kept_bytes, _misses
     with _lock:
         if _kept.get(nbytes):
             _kept_bytes -= nbytes
-            return _kept[nbytes].pop()
+            return _kept[nbytes].pop()[0]
+        _misses += 1
+        _evict(_misses - KEEP_MISSES)
     raw = np.empty(nbytes + 64, np.uint8)    # aligned to 64 bytes, as torch.empty's memory is
     skip = -raw.ctypes.data % 64
     buf = raw[skip:skip + nbytes]
@@ -74,12 +87,29 @@ def _take(nbytes: int) -> np.ndarray:
     return buf
 
 
+def _evict(before: int) -> None:
+    """Return to the OS every kept buffer freed before miss number ``before`` (caller holds _lock)."""
+    global _kept_bytes
+    for size in list(_kept):
+        fresh = [(b, at) for b, at in _kept[size] if at >= before]
+        _kept_bytes -= size * (len(_kept[size]) - len(fresh))
+        if fresh:
+            _kept[size] = fresh
+        else:
+            del _kept[size]
+
+
 def _give_back(buf: np.ndarray) -> None:
     global _kept_bytes
     with _lock:
         if _kept_bytes + buf.nbytes <= KEEP_BYTES:
-            _kept.setdefault(buf.nbytes, []).append(buf)
+            _kept.setdefault(buf.nbytes, []).append((buf, _misses))
             _kept_bytes += buf.nbytes
+
+
+def kept_bytes() -> int:
+    """Bytes of freed outputs kept for reuse now."""
+    return _kept_bytes
 
 
 def release() -> None:

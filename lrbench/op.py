@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from . import auto_rule, memory, registry
-from .checks import check_backend
+from .checks import check_apart, check_backend
 from .scan._common import backward_by_reverse_scan, previous_states
 
 TILE_BYTES = 8 << 20     # per operand: the time steps of a strided input copied at once
@@ -111,8 +111,8 @@ def _forward_into(a: Tensor, x: Tensor, h0: Tensor | None, reverse: bool, backen
 def forward(a: Tensor, x: Tensor, h0: Tensor | None, reverse: bool, backend: str,
             out: Tensor | None = None) -> Tensor:
     """The kernel without the dispatcher: h into ``out`` (any strides) or a fresh tensor."""
-    a, x = a.resolve_conj(), x.resolve_conj()
-    h0 = h0.resolve_conj() if h0 is not None else None
+    a, x = a.resolve_conj().resolve_neg(), x.resolve_conj().resolve_neg()
+    h0 = h0.resolve_conj().resolve_neg() if h0 is not None else None
     inplace = out is not None and out.is_contiguous() and not out.is_conj()
     h = out if inplace else memory.empty(x.shape, x.dtype, x.device)
     _forward_into(a, x, h0, reverse, backend, h)
@@ -130,7 +130,9 @@ def scan_op(a: Tensor, x: Tensor, h0: Tensor | None, reverse: bool, backend: str
 @torch.library.custom_op("lrbench::scan_out", mutates_args=("out",))
 def scan_out_op(a: Tensor, x: Tensor, h0: Tensor | None, reverse: bool, backend: str,
                 out: Tensor) -> None:
-    """``scan`` written into ``out`` (any strides; a contiguous ``out`` is written in place)."""
+    """``scan`` written into ``out`` (any strides; a contiguous ``out`` is written in place), which
+    must share no memory with an input (checked here, where the addresses are real)."""
+    check_apart(out, a, x, h0)
     forward(a, x, h0, reverse, backend, out)
 
 

@@ -31,42 +31,80 @@ def _value(v):
         return v
 
 
+class _Shape(ValueError):
+    """A results file that is valid JSON of the wrong shape."""
+
+
+def _want(ok: bool, what: str) -> None:
+    if not ok:
+        raise _Shape(what)
+
+
+def _index(path: Path) -> dict:
+    """asv's benchmark index: name -> {version, unit, param_names, params}."""
+    index = json.loads(path.read_text())
+    _want(isinstance(index, dict), f"a {type(index).__name__}, not an object")
+    index = {k: m for k, m in index.items() if k != "version"}      # asv's format version
+    _want(all(isinstance(m, dict) for m in index.values()), "not an object of benchmark objects")
+    return index
+
+
+def _file_rows(path: Path, benchmarks: dict, stale: set) -> list[dict]:
+    """The measured points of one asv result file; names of stale benchmarks go into ``stale``."""
+    data = json.loads(path.read_text())
+    _want(isinstance(data, dict), f"a {type(data).__name__}, not an object")
+    columns, results = data.get("result_columns"), data.get("results")
+    commit, date = data.get("commit_hash"), data.get("date")
+    _want(isinstance(columns, list) and all(isinstance(c, str) for c in columns),
+          "result_columns is not a list of names")
+    _want(isinstance(results, dict), "results is not an object")
+    _want(isinstance(commit, str), "commit_hash is not a string")
+    _want(isinstance(date, (int, float)) and not isinstance(date, bool),
+          f"date is {date!r}, not a number of milliseconds")
+    rows = []
+    for name, raw in results.items():
+        _want(isinstance(raw, list), f"the row of {name} is not a list")
+        row = dict(zip(columns, raw))
+        meta = benchmarks.get(name)
+        if meta is None or meta.get("version") != row.get("version"):
+            stale.add(name)
+            continue
+        values, params = row.get("result") or [], row.get("params") or []
+        repeats = row.get("stats_repeat") or [None] * len(values)
+        _want(isinstance(values, list) and isinstance(params, list)
+              and all(isinstance(p, list) for p in params) and isinstance(repeats, list),
+              f"the result or params of {name} are not lists")
+        for combo, value, repeat in zip(itertools.product(*params), values, repeats):
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                continue
+            _want(isinstance(value, (int, float)) and not isinstance(value, bool),
+                  f"{name} holds {value!r} where a number belongs")
+            rec = dict(machine=path.parent.name, commit=commit[:8], date=date, benchmark=name,
+                       value=float(value), unit=meta.get("unit", ""), samples=repeat)
+            rec.update({k: _value(v) for k, v in zip(meta.get("param_names", []), combo)})
+            rows.append(rec)
+    return rows
+
+
 def load(results: Path) -> tuple[pd.DataFrame, list[str]]:
-    """One row per measured point: machine, commit, date, benchmark, params..., value, unit."""
+    """One row per measured point: machine, commit, date, benchmark, params..., value, unit. A file
+    that cannot be read, or is JSON of the wrong shape, is one line in the problems, and skipped."""
     problems: list[str] = []
     index = results / "benchmarks.json"
     try:
-        benchmarks = json.loads(index.read_text())
+        benchmarks = _index(index)
     except (OSError, ValueError) as e:
         return pd.DataFrame(), [f"{index}: cannot read the benchmark index ({e}); run the suite first"]
     rows = []
     for path in sorted(results.glob("*/*.json")):
         if path.name == "machine.json":
             continue
+        stale: set = set()
         try:
-            data = json.loads(path.read_text())
-            columns = data["result_columns"]
-            machine, commit, date = path.parent.name, data["commit_hash"][:8], data["date"]
-            entries = data["results"].items()
-        except (OSError, ValueError, KeyError, TypeError) as e:
+            rows += _file_rows(path, benchmarks, stale)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             problems.append(f"{path}: corrupt result file, skipped ({type(e).__name__}: {e})")
             continue
-        stale = set()
-        for name, raw in entries:
-            row = dict(zip(columns, raw))
-            meta = benchmarks.get(name)
-            if meta is None or meta.get("version") != row.get("version"):
-                stale.add(name)
-                continue
-            values, params = row.get("result") or [], row.get("params") or []
-            repeats = row.get("stats_repeat") or [None] * len(values)
-            for combo, value, repeat in zip(itertools.product(*params), values, repeats):
-                if value is None or (isinstance(value, float) and math.isnan(value)):
-                    continue
-                rec = dict(machine=machine, commit=commit, date=date, benchmark=name,
-                           value=float(value), unit=meta.get("unit", ""), samples=repeat)
-                rec.update({k: _value(v) for k, v in zip(meta.get("param_names", []), combo)})
-                rows.append(rec)
         if stale:
             problems.append(f"{path}: {len(stale)} stale benchmark(s) (code changed since; re-run "
                             f"them), skipped: {', '.join(sorted(stale)[:3])}"

@@ -98,3 +98,40 @@ def test_out_under_torch_compile():
                        fullgraph=True)
     fn(a, x, h0, out)
     assert_close("compiled out=", out, run("reference", a, x, h0), **TOL[torch.float32])
+
+
+@pytest.mark.parametrize("which", ["x", "a", "partial"])
+def test_out_overlapping_an_input_is_refused_by_the_operator_and_under_compile(which):
+    """Defect: the public operator (eager) and a compiled call wrote h over its own inputs and
+    returned garbage (errors of 1e20); the check now runs inside the operator, where the kernel runs."""
+    a, x, _ = make_inputs(64, 3, torch.float32)
+    buf = torch.cat([x, x[:1]]).clone()
+    args = {"x": (a, x.clone(), None), "a": (x, a.clone(), None),
+            "partial": (a, buf[:-1], buf[1:])}[which]
+    aa, xx, out = args
+    out = xx if which == "x" else aa if which == "a" else out
+    name = "a" if which == "a" else "x"
+    with pytest.raises(ValueError, match=rf"argument 'out' overlaps argument '{name}'"):
+        torch.ops.lrbench.scan_out(aa, xx, None, False, "auto", out=out)
+    fn = torch.compile(lambda a, x, o: lrbench.linear_recurrence(a, x, out=o), fullgraph=True,
+                       dynamic=True)
+    with pytest.raises(Exception, match=rf"argument 'out' overlaps argument '{name}'"):
+        fn(aa, xx, out)
+
+
+@pytest.mark.parametrize("backend", ["reference"] + CPU_BACKENDS)
+def test_inputs_with_the_negative_bit_set(backend):
+    """Defect: a contiguous tensor whose negative bit is set (a lazy negation, as torch makes for
+    the imaginary part of a conjugate) crashed the NumPy kernels inside torch."""
+    a, x, h0 = make_inputs(33, 3, torch.float64)
+    na, nx, nh0 = (torch._neg_view(-t) for t in (a, x, h0))
+    assert na.is_neg() and na.is_contiguous()
+    assert_close("negative bit", run(backend, na, nx, nh0), run("reference", a, x, h0),
+                 **TOL[torch.float64])
+
+
+def test_missing_a_or_x_is_named():
+    x = torch.ones(4, 2)
+    for args, name in (((None, x), "a"), ((x, None), "x")):
+        with pytest.raises(TypeError, match=rf"argument '{name}' must be a torch.Tensor .* got None"):
+            lrbench.linear_recurrence(*args)
