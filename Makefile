@@ -34,5 +34,5 @@ perf: asv-machine
 	$(ASV) check -E existing:$(abspath $(PY))
 	$(ASV) run -E existing:$(abspath $(PY)) --quick --dry-run --launch-method $(LAUNCH) \
 	  --machine "$$($(VENV)/bin/lrbench machine)"
-	$(VENV)/bin/lrbench perfcheck
+	$(VENV)/bin/lrbench perfcheck $(if $(PERF_JSON),--json $(PERF_JSON))
 	PYTHON=$(abspath $(PY)) OUT=$$(mktemp -d) bash benchmarks/gpu.sh --dry-run all "$$(git rev-parse HEAD)"

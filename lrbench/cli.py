@@ -53,7 +53,8 @@ def _report(args):
 
 def _perfcheck(args):
     from .perfcheck import main as perfcheck
-    return perfcheck()
+    return perfcheck(json_path=args.json, thresholds=args.thresholds, trials=args.trials,
+                     calibrate=args.calibrate)
 
 
 def _train(args):
@@ -123,7 +124,17 @@ def build_parser() -> argparse.ArgumentParser:
     r = command("report", "regenerate charts and tables from RESULTS/asv (only changed files are written)",
                 _report)
     r.add_argument("--results", default="results", help="the results folder (holding asv/ and paper/)")
-    command("perfcheck", "CI performance gate: same-process time ratios against thresholds", _perfcheck)
+    from .options import POSITIVE_INT
+    pc = command("perfcheck", "CI performance gate: same-process time ratios against this "
+                 "machine's thresholds", _perfcheck)
+    pc.add_argument("--json", metavar="FILE", help="also write every check's row (trials, "
+                    "threshold, machines, load, commit) to FILE, atomically")
+    pc.add_argument("--thresholds", metavar="FILE", help="the threshold file; the one shipped in "
+                    "the package when left out (--calibrate needs it)")
+    pc.add_argument("--trials", type=POSITIVE_INT, metavar="N", help="trials per check: the best "
+                    "counts in the gate (3 when left out), the median in --calibrate (5)")
+    pc.add_argument("--calibrate", action="store_true", help="measure this machine and write its "
+                    "entry (min, measured, calibrated_at per check) into --thresholds FILE")
     command("machine", "print this machine's stable name for asv results", _machine)
     t = command("auto-table", "regenerate auto's CPU rule (lrbench/auto_cpu.json) from the CPUGrid asv rows",
                 _auto_table)

@@ -121,7 +121,7 @@ BASE = {
     "report": ["--results", "{out}"],
 }
 # Values no type or choice list can reject: paths (missing, or where nothing can be written).
-PATHS = {"--out", "--results", "--runs"}
+PATHS = {"--out", "--results", "--runs", "--json", "--thresholds"}
 
 
 def _bad_values(action, blocker: Path) -> list[str]:
