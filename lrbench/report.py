@@ -40,6 +40,10 @@ def _want(ok: bool, what: str) -> None:
         raise _Shape(what)
 
 
+def _number(v) -> float:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
+
+
 def _index(path: Path) -> dict:
     """asv's benchmark index: name -> {version, unit, param_names, params}."""
     index = json.loads(path.read_text())
@@ -70,17 +74,22 @@ def _file_rows(path: Path, benchmarks: dict, stale: set) -> list[dict]:
             stale.add(name)
             continue
         values, params = row.get("result") or [], row.get("params") or []
-        repeats = row.get("stats_repeat") or [None] * len(values)
+        none = [None] * len(values) if isinstance(values, list) else None
+        repeats = row.get("stats_repeat") or none
+        q25, q75 = row.get("stats_q_25") or none, row.get("stats_q_75") or none
         _want(isinstance(values, list) and isinstance(params, list)
-              and all(isinstance(p, list) for p in params) and isinstance(repeats, list),
+              and all(isinstance(p, list) for p in params)
+              and all(isinstance(v, list) for v in (repeats, q25, q75)),
               f"the result or params of {name} are not lists")
-        for combo, value, repeat in zip(itertools.product(*params), values, repeats):
+        for combo, value, repeat, lo, hi in zip(itertools.product(*params), values, repeats, q25,
+                                                q75):
             if value is None or (isinstance(value, float) and math.isnan(value)):
                 continue
             _want(isinstance(value, (int, float)) and not isinstance(value, bool),
                   f"{name} holds {value!r} where a number belongs")
             rec = dict(machine=path.parent.name, commit=commit[:8], date=date, benchmark=name,
-                       value=float(value), unit=meta.get("unit", ""), samples=repeat)
+                       value=float(value), unit=meta.get("unit", ""), samples=repeat,
+                       q25=_number(lo), q75=_number(hi))
             rec.update({k: _value(v) for k, v in zip(meta.get("param_names", []), combo)})
             rows.append(rec)
     return rows
@@ -116,7 +125,8 @@ def newest(df: pd.DataFrame) -> pd.DataFrame:
     """The newest result per machine and point (every commit's rows stay in ``df`` for history)."""
     if df.empty:
         return df
-    keys = [c for c in df.columns if c not in ("commit", "date", "value", "unit", "samples")]
+    keys = [c for c in df.columns if c not in ("commit", "date", "value", "unit", "samples", "q25",
+                                                 "q75")]
     return df.sort_values("date").groupby(keys, dropna=False, as_index=False).last()
 
 
@@ -131,19 +141,20 @@ def history_chart(df, machine, figures, written):
     if t.empty or t.commit.nunique() < 2:
         return
     order = t.groupby("commit").date.min().sort_values().index.tolist()
-    fig, ax = plt.subplots(figsize=(9, 5))
-    for case, g in t.groupby("case"):
+    fig, ax = plt.subplots(figsize=(11, 5.5))
+    colours, styles = plt.get_cmap("tab20").colors, ["-", "--", ":"]
+    for i, (case, g) in enumerate(t.groupby("case")):
         g = g.set_index("commit").reindex(order).value
         if g.notna().sum() < 2:
             continue
-        ax.plot(range(len(order)), g / g.dropna().iloc[0], marker="o", ms=3, lw=1, label=case)
-    ax.axhline(1.0, color="grey", lw=0.8, ls=":")
-    ax.set_xticks(range(len(order)), order, rotation=60, fontsize=7)
+        ax.plot(range(len(order)), g / g.dropna().iloc[0], marker="os^"[i // 20 % 3], ms=3, lw=1.2,
+                color=colours[i % 20], ls=styles[i // 20 % 3], label=case)
+    ax.set_xticks(range(len(order)), order, rotation=60, fontsize=8)
     ax.set(yscale="log", xlabel="commit (oldest first)", ylabel="time / time at first commit",
-           title=f"regression subset over the project's commits, {machine}")
-    ax.legend(fontsize=6, ncol=2)
-    fig.tight_layout()
-    _save(fig, figures, f"history_{machine}", written)
+           title=f"regression subset over the project's commits, {machine} (lower is faster)")
+    times_axis(ax, "above 1x: slower than at the first commit")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    _save(fig, figures, f"history_{machine}", written, source=stamp(t, machine))
     plt.close(fig)
 
 
@@ -160,15 +171,51 @@ class NoResults(Failure):
         self.problems = problems
 
 
-def _save(fig, out: Path, stem: str, written: list[Path], exts=("png", "svg")):
-    """Render ``fig`` as each format and write the files whose bytes changed (listed in ``written``)."""
+class Outputs(list):
+    """The files a report run wrote because their bytes changed; ``made`` holds every file it
+    drew, changed or not, so the rest of the output folders can be recognised as orphans."""
+
+    def __init__(self):
+        super().__init__()
+        self.made: set[Path] = set()
+
+
+def stamp(rows: pd.DataFrame, machine: str) -> str:
+    """Where a figure's numbers come from: machine, commit(s) and UTC date(s) of ``rows``."""
+    import datetime
+    commits = rows.sort_values("date").drop_duplicates("commit")
+    day = lambda ms: datetime.datetime.fromtimestamp(ms / 1e3, datetime.timezone.utc).strftime(
+        "%Y-%m-%d")
+    first, last = commits.iloc[0], commits.iloc[-1]
+    if len(commits) == 1:
+        return f"measured on {machine} at commit {last.commit}, {day(last.date)}"
+    return (f"measured on {machine} at {len(commits)} commits, {first.commit} ({day(first.date)}) "
+            f"to {last.commit} ({day(last.date)})")
+
+
+def _record(path: Path, written: list[Path]) -> None:
+    made = getattr(written, "made", None)
+    if made is not None:
+        made.add(path)
+
+
+def _save(fig, out: Path, stem: str, written: list[Path], exts=("png", "svg"), source: str = ""):
+    """Render ``fig`` as each format and write the files whose bytes changed (listed in
+    ``written``). ``source`` (see ``stamp``) goes under the picture and into its metadata (PNG
+    text chunks, SVG description)."""
     import io
 
     import matplotlib
+    if source:
+        fig.text(0.5, -0.01, source, ha="center", va="top", fontsize=8, color="dimgrey")
     for ext in exts:
         path, buf = out / f"{stem}.{ext}", io.BytesIO()
+        meta = {"Date": None} if ext == "svg" else {}
+        if source:
+            meta |= {"Title": stem, "Source": "lrbench report", "Description": source}
         with matplotlib.rc_context(REPRODUCIBLE):
-            fig.savefig(buf, format=ext, dpi=120, bbox_inches="tight", metadata={"Date": None})
+            fig.savefig(buf, format=ext, dpi=120, bbox_inches="tight", metadata=meta)
+        _record(path, written)
         if atomic.write_if_changed(path, buf.getvalue()):
             written.append(path)
 
@@ -184,8 +231,28 @@ def markdown(df: pd.DataFrame) -> str:
 
 
 def _write_text(path: Path, text: str, written: list[Path]):
+    _record(path, written)
     if atomic.write_if_changed(path, text.encode()):
         written.append(path)
+
+
+def times_axis(ax, label_one: str = "above: parallel faster") -> None:
+    """Log axes with plain tick labels (0.5x, 2x, not 5x10^-1) and the y = 1 line labelled."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.axhline(1.0, color="grey", lw=0.8, ls=":")
+    if label_one:
+        ax.annotate(label_one, xy=(0.01, 1.0), xycoords=("axes fraction", "data"),
+                    xytext=(0, 3), textcoords="offset points", fontsize=8, color="dimgrey")
+
+
+def _powers_of_two(ax, values) -> None:
+    values = sorted({int(v) for v in values})
+    ax.set_xticks(values, [f"2^{int(math.log2(v))}" if v & (v - 1) == 0 else str(v)
+                           for v in values])
+    ax.minorticks_off()
 
 
 def _speedups(times: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -210,23 +277,45 @@ def _select(df: pd.DataFrame, benchmark: str, **equal) -> pd.DataFrame:
     return d
 
 
+GRID = "bench_cpu.CPUGrid.time_scan"
+
+
 def speedup_chart(df, machine, figures, written):
+    """The headline: cpu-chunked over cpu-serial against T, one line per N, from the CPU grid
+    (fp32, out=), the bars spanning the ratio of the quartiles over rounds; GPU pairs from
+    ScanForward beside it when a GPU was measured."""
     import matplotlib.pyplot as plt
-    t = _select(df, "bench_scan.ScanForward.time_forward", dtype="float32", output="out")
-    sp = _speedups(t, ["N", "T"])
-    if sp.empty:
+    grid = _select(df, GRID)
+    gpu = _select(df, "bench_scan.ScanForward.time_forward", dtype="float32", output="out")
+    gpu = gpu[gpu.backend.isin({b for pair in PAIRS[:3] for b in pair})] if "backend" in gpu else gpu
+    panels = [("cpu-chunked / cpu-serial", grid, ("cpu-chunked", "cpu-serial"))]
+    panels += [(f"{p} / {s}", gpu, (p, s)) for p, s in PAIRS[:3]
+               if not gpu.empty and {p, s} <= set(gpu.backend)]
+    panels = [pn for pn in panels if not pn[1].empty and set(pn[2]) <= set(pn[1].backend)]
+    if not panels:
         return
-    pairs = list(dict.fromkeys(sp.pair))
-    fig, axes = plt.subplots(1, len(pairs), figsize=(5.5 * len(pairs), 4), squeeze=False)
-    for ax, pair in zip(axes[0], pairs):
-        for N, g in sp[sp.pair == pair].groupby("N"):
-            ax.plot(g["T"], g["speedup"], marker="o", label=f"N = {int(N)}")
-        ax.axhline(1.0, color="grey", lw=0.8, ls=":")
-        ax.set(xscale="log", yscale="log", xlabel="sequence length T", ylabel="speedup (x)",
-               title=f"{pair}, fp32 forward")
-        ax.legend(fontsize=8)
-    fig.suptitle(f"parallel vs serial scan on {machine}")
-    _save(fig, figures, f"speedup_vs_length_{machine}", written)
+    fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 4.5), squeeze=False)
+    used = []
+    for ax, (title, t, (par, ser)) in zip(axes[0], panels):
+        t = t.assign(**{q: t.get(q, math.nan) for q in ("q25", "q75")})   # --quick: no quartiles
+        wide = t.groupby(["N", "T", "backend"])[["value", "q25", "q75"]].median().unstack("backend")
+        ratio = (wide["value"][ser] / wide["value"][par]).dropna()
+        lo = (wide["q25"][ser] / wide["q75"][par]).reindex(ratio.index)
+        hi = (wide["q75"][ser] / wide["q25"][par]).reindex(ratio.index)
+        for N in sorted(ratio.index.get_level_values("N").unique()):
+            r, l, h = ratio.loc[N], lo.loc[N], hi.loc[N]
+            err = [(r - l).clip(lower=0).fillna(0), (h - r).clip(lower=0).fillna(0)]
+            ax.errorbar(r.index, r.values, yerr=err, marker="o", ms=4, capsize=2, lw=1.2,
+                        label=f"N = {int(N)}")
+        ax.set(xscale="log", yscale="log", xlabel="sequence length T",
+               ylabel=f"{ser} time / {par} time", title=f"{title}, fp32 forward into out=")
+        _powers_of_two(ax, ratio.index.get_level_values("T"))
+        times_axis(ax, "above 1x: the parallel scan is faster")
+        ax.legend(fontsize=8, ncol=2, title="channels", title_fontsize=8)
+        used.append(t[t.backend.isin([par, ser])])
+    fig.suptitle(f"parallel vs serial scan on {machine} (bars: quartiles over rounds)")
+    _save(fig, figures, f"speedup_vs_length_{machine}", written,
+          source=stamp(pd.concat(used), machine))
     plt.close(fig)
 
 
@@ -239,11 +328,14 @@ def bandwidth_chart(df, machine, figures, tables, written):
     ax = wide.plot.bar(figsize=(8, 4), rot=30)
     ax.set(ylabel="% of copy bandwidth (12 B/element)", title=f"fp32 forward scan on {machine}")
     ax.axhline(100, color="grey", lw=0.8, ls=":")
-    _save(ax.figure, figures, f"percent_of_copy_{machine}", written)
+    _save(ax.figure, figures, f"percent_of_copy_{machine}", written, source=stamp(b, machine))
     plt.close(ax.figure)
     copy = _select(df, "bench_bandwidth.Copy.track_copy_GBps_higher_is_better")
-    text = (f"# Scan bandwidth on {machine}\n\nfp32 forward, 12 bytes per element, as % of a copy "
-            f"of the same bytes measured in the same process (higher is better).\n\n"
+    text = (f"# Scan bandwidth on {machine}\n\n{stamp(b, machine).capitalize()}.\n\n"
+            f"fp32 forward, 12 bytes per element, as % of a copy of the same bytes measured in the "
+            f"same process (higher is better). The copy is torch's `copy_` on all cores; "
+            f"`lrbench perfcheck`'s serial_vs_copy divides by a one-core copy instead, so its "
+            f"ratio for cpu-serial reads higher.\n\n"
             f"{markdown(wide.round(1))}\n")
     if not copy.empty:
         text += ("\nCopy bandwidth (GB/s, read + write):\n\n"
@@ -262,16 +354,18 @@ def table1(df, machine, paper: pd.DataFrame, figures, tables, written):
         for pair, g in sp[sp.m == m].groupby("pair"):
             ax.plot(g["T"], g["speedup"], marker="o", label=f"ours: {pair}")
         p = paper[paper.m == m]
-        ax.plot(p["T"], p["speedup"], "k--", marker="s", label="paper (K80, PLR/SLR)")
-        ax.axhline(1.0, color="grey", lw=0.8, ls=":")
+        ax.plot(p["T"], p["speedup"], "k--", marker="s", label="paper: CUDA PLR/SLR on a K80 GPU")
         ax.set(xscale="log", yscale="log", xlabel="T", title=f"m = {m}, minibatch 1")
-        ax.legend(fontsize=7)
+        times_axis(ax)
+        ax.legend(fontsize=8)
     axes[0].set_ylabel("speedup over the serial kernel (x)")
-    fig.suptitle(f"Table 1 on {machine}, beside the paper")
-    _save(fig, figures, f"table1_{machine}", written)
+    fig.suptitle(f"Table 1: ours on {machine}'s CPU beside the paper's K80 GPU; different "
+                 f"hardware: compare how speedup grows with T, not the heights")
+    _save(fig, figures, f"table1_{machine}", written, source=stamp(t, machine))
     plt.close(fig)
     lines = [f"# Table 1 on {machine}: parallel / serial kernel speedup, minibatch 1, fp32 forward",
-             "", f"Paper: {paper['source'].iloc[0]}.", ""]
+             "", f"{stamp(t, machine).capitalize()}. Paper: {paper['source'].iloc[0]}. The paper's "
+             f"column is a K80 GPU, ours this machine's CPU: different hardware.", ""]
     ours = sp.pivot_table(index="T", columns=["pair", "m"], values="speedup")
     both = paper.pivot_table(index="T", columns="m", values="speedup")
     both.columns = [f"paper m={m}" for m in both.columns]
@@ -295,17 +389,17 @@ def table2(df, machine, paper: pd.DataFrame, figures, tables, written):
     if not {"serial", "parallel"} <= set(wide.columns):
         return
     sp = (wide["serial"] / wide["parallel"]).dropna().rename("speedup").reset_index()
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(9, 4.5))
     for (device, hidden, model), g in sp.groupby(["device", "hidden", "model"]):
         line, = ax.plot(g["T"], g["speedup"], marker="o", label=f"ours {model} ({device}, {int(hidden)} units)")
         p = paper[paper.model == PAPER_MODEL.get(model)]
         ax.plot(p["T"], p["speedup"], ls="--", marker="s", color=line.get_color(), alpha=0.6,
-                label=f"paper {model} (K80, 256 units)")
-    ax.axhline(1.0, color="grey", lw=0.8, ls=":")
+                label=f"paper {model} (K80 GPU, 256 units)")
     ax.set(xscale="log", yscale="log", xlabel="T (batch = 65536 / T)", ylabel="parallel / serial speedup",
-           title=f"Table 2 on {machine}: training step, 2 layers")
-    ax.legend(fontsize=6)
-    _save(fig, figures, f"table2_{machine}", written)
+           title=f"Table 2: training step, 2 layers; ours on {machine}, the paper on a K80 GPU")
+    times_axis(ax)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    _save(fig, figures, f"table2_{machine}", written, source=stamp(t, machine))
     plt.close(fig)
     ours = sp.assign(col=lambda d: d.model + " " + d.device + " h" + d.hidden.astype(int).astype(str))
     both = paper.pivot_table(index="T", columns="model", values="speedup")
@@ -313,7 +407,8 @@ def table2(df, machine, paper: pd.DataFrame, figures, tables, written):
     both = both.join(ours.pivot_table(index="T", columns="col", values="speedup"), how="outer")
     _write_text(tables / f"table2_{machine}.md",
                 f"# Table 2 on {machine}: serial / parallel time of one training step\n\n"
-                f"Paper: {paper['source'].iloc[0]}.\n\n{markdown(both.round(2))}\n", written)
+                f"{stamp(t, machine).capitalize()}. Paper: {paper['source'].iloc[0]} (a K80 GPU: "
+                f"different hardware).\n\n{markdown(both.round(2))}\n", written)
 
 
 def heatmap(df, machine, paper: pd.DataFrame, tables, written):
@@ -322,7 +417,7 @@ def heatmap(df, machine, paper: pd.DataFrame, tables, written):
         return
     t = t.astype({"batch": int, "T": int}).assign(k_steps_per_s=lambda d: d.batch * d["T"] / d.value / 1e3)
     lines = [f"# GILR-LSTM vs LSTM training throughput on {machine} (thousand steps/s; "
-             "2 layers x 256 units, 32-dim input)", ""]
+             "2 layers x 256 units, 32-dim input)", "", f"{stamp(t, machine).capitalize()}.", ""]
     for (device, model), g in t.groupby(["device", "model"]):
         lines += [f"Ours, {model} on {device}:", "",
                   markdown(g.pivot_table(index="T", columns="batch", values="k_steps_per_s").round(1)), ""]
@@ -336,12 +431,13 @@ def heatmap(df, machine, paper: pd.DataFrame, tables, written):
 
 
 def scan_table(df, machine, tables, written):
-    t = _select(df, "bench_scan.ScanForward.time_forward", dtype="float32", output="out")
+    t = _select(df, GRID)
     if t.empty:
         return
-    ms = t.astype({"N": int, "T": int}).assign(ms=t.value * 1e3).pivot_table(index=["N", "T"], columns="backend", values="ms")
-    text = (f"# Forward scan time on {machine} (ms, fp32, median; lower is better)\n\n"
-            f"{markdown(ms.round(3))}\n")
+    ms = t.astype({"N": int, "T": int}).assign(ms=t.value * 1e3).pivot_table(
+        index=["N", "T"], columns="backend", values="ms")
+    text = (f"# Forward scan time on {machine} (ms, fp32 into out=, median; lower is better)\n\n"
+            f"{stamp(t, machine).capitalize()} (asv `CPUGrid`).\n\n{markdown(ms.round(3))}\n")
     _write_text(tables / f"scan_{machine}.md", text, written)
 
 
@@ -371,7 +467,7 @@ def run(results: str = "results") -> tuple[list[Path], list[str]]:
         paper1 = pd.DataFrame(columns=["T", "m", "speedup", "source"])
     paper2 = _paper(root / "paper" / "table2.csv", problems)
     paper_hm = _paper(root / "paper" / "heatmap.csv", problems)
-    written: list[Path] = []
+    written = Outputs()
     from .distributed.chart import seqpar_chart
     seqpar_chart(root, figures, tables, written, problems)
     if df.empty:
@@ -387,4 +483,14 @@ def run(results: str = "results") -> tuple[list[Path], list[str]]:
         heatmap(d, machine, paper_hm, tables, written)
     for machine, d in history.groupby("machine"):
         history_chart(d, machine, figures, written)
+    for orphan in _orphans(written.made, figures, tables):
+        orphan.unlink()
+        problems.append(f"{orphan}: removed; no current results draw it any more")
     return written, problems
+
+
+def _orphans(made: set[Path], *folders: Path) -> list[Path]:
+    """Charts and tables in ``folders`` that this run did not draw: drawn from results that are
+    gone or stale, they could not be regenerated, so they are not kept beside the rest."""
+    return sorted(p for folder in folders if folder.is_dir() for p in folder.iterdir()
+                  if p.suffix in (".png", ".svg", ".md") and p not in made)

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 COLUMNS = ["result", "params", "version", "started_at", "duration", "stats_ci_99_a",
            "stats_ci_99_b", "stats_q_25", "stats_q_75", "stats_number", "stats_repeat", "samples",
            "profile"]
-SCAN = "bench_scan.ScanForward.time_forward"
+SCAN = "bench_cpu.CPUGrid.time_scan"       # the headline chart's grid
 T1 = "bench_paper.Table1.time_forward"
 
 
@@ -23,8 +23,8 @@ def _write_results(root: Path, version="v1", t1_params=None):
     (asv / "box").mkdir(parents=True)
     backends, Ts, Ns = ["'cpu-serial'", "'cpu-chunked'"], ["16", "65536"], ["1", "32"]
     bench = {
-        SCAN: dict(version=version, unit="seconds", param_names=["backend", "T", "N", "dtype", "output"],
-                   params=[backends, Ts, Ns, ["'float32'"], ["'out'"]]),
+        SCAN: dict(version=version, unit="seconds", param_names=["backend", "T", "N"],
+                   params=[backends, Ts, Ns]),
         T1: dict(version=version, unit="seconds", param_names=["backend", "m", "T"],
                  params=[backends, ["4", "32", "128"], ["16", "256", "4096", "65536"]]),
     }
@@ -128,3 +128,42 @@ def test_history_chart_from_results_of_several_commits(tmp_path):
     written, _ = report.run(str(tmp_path))
     assert {"history_box.png", "history_box.svg"} <= {p.name for p in written}
     assert report.run(str(tmp_path))[0] == []                  # unchanged data: nothing rewritten
+
+
+def test_every_chart_and_table_says_its_machine_commit_and_date(tmp_path):
+    from PIL import Image
+    _write_results(tmp_path)
+    written, _ = report.run(str(tmp_path))
+    want = "measured on box at commit abcdef12, 1970-01-01"
+    for path in written:
+        if path.suffix == ".png":
+            assert Image.open(path).text.get("Description") == want, path
+        elif path.suffix == ".svg":
+            assert want in path.read_text(), path                     # drawn in, and described
+        else:
+            assert want.capitalize() in path.read_text(), path
+
+
+def test_a_chart_no_current_result_draws_is_removed(tmp_path):
+    _write_results(tmp_path)
+    report.run(str(tmp_path))
+    orphan = tmp_path / "figures" / "speedup_vs_length_gone.png"
+    orphan.write_bytes(b"old")
+    (tmp_path / "tables" / "notes.txt").write_text("kept: not a chart or table")
+    _, problems = report.run(str(tmp_path))
+    assert not orphan.exists() and (tmp_path / "tables" / "notes.txt").exists()
+    assert any("speedup_vs_length_gone.png: removed" in p for p in problems), problems
+
+
+def test_committed_charts_and_tables_are_regenerated_byte_for_byte(tmp_path):
+    """With the committed figures and tables deleted, `lrbench report` draws every one again, the
+    same bytes, and nothing else."""
+    shutil.copytree(ROOT / "results" / "asv", tmp_path / "asv")
+    shutil.copytree(ROOT / "results" / "paper", tmp_path / "paper")
+    shutil.copytree(ROOT / "results" / "cpu", tmp_path / "cpu")
+    report.run(str(tmp_path))
+    for sub in ("figures", "tables"):
+        committed = {p.name: p.read_bytes() for p in (ROOT / "results" / sub).iterdir()}
+        drawn = {p.name: p.read_bytes() for p in (tmp_path / sub).iterdir()}
+        assert sorted(drawn) == sorted(committed)
+        assert [n for n in committed if drawn[n] != committed[n]] == []

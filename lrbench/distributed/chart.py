@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 COLUMNS = {"machine", "T", "N", "ranks", "seconds", "speedup", "bytes_received_per_rank",
-           "exchange_seconds", "oversubscribed"}
+           "exchange_seconds", "oversubscribed", "commit", "date"}
 
 
 def model_bound(P: int, s: int = 12, p: int = 4) -> float:
@@ -57,13 +57,17 @@ def seqpar_chart(root: Path, figures: Path, tables: Path, written: list[Path], p
             ax.minorticks_off()
             ax.legend(fontsize=7)
         fig.suptitle(f"lrbench.distributed.linear_recurrence on {machine}")
-        _save(fig, figures, f"seqpar_{machine}", written)
+        commits = ", ".join(sorted(d.commit.astype(str).str[:8].unique()))
+        days = sorted(d.date.astype(str).str[:10].unique())
+        source = f"measured on {machine} at commit {commits}, {' to '.join(dict.fromkeys([days[0], days[-1]]))}"
+        _save(fig, figures, f"seqpar_{machine}", written, source=source)
         plt.close(fig)
         cols = ["T", "N", "ranks", "ms", "speedup", "bytes_received_per_rank", "exchange_us", "oversubscribed"]
         t = d.assign(ms=d.seconds * 1e3, exchange_us=d.exchange_seconds * 1e6)[
             cols + [c for c in ("load_average",) if c in d]]
         _write_text(tables / f"seqpar_{machine}.md",
                     f"# Sequence-parallel scan on {machine} (fp32 forward, gloo over loopback)\n\n"
+                    f"{source.capitalize()}.\n\n"
                     f"Time of the slowest rank, median over calls; bytes: payload each rank's "
                     f"collectives received per call; exchange: the summary all-gather alone.\n\n"
                     f"{markdown(t.set_index(['T', 'N', 'ranks']).round(3))}\n", written)
