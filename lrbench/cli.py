@@ -9,11 +9,11 @@ exit status 130. ``--debug`` shows the traceback instead.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
 
 from . import __version__
-from .checkpoint import CheckpointError
 from .options import Failure, HelpFormatter, cuda_arch, writable_dir
 
 
@@ -100,7 +100,9 @@ def _info(args):
     print(atomic.dumps(info(), indent=2))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser; ``only`` names the one sub-command whose options are needed (None: all), so
+    ``lrbench --help`` and a light command do not import torch."""
     debug = argparse.ArgumentParser(add_help=False)
     debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                        help="on an error, show the full traceback")
@@ -111,10 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"lrbench {__version__}")
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
+    choices: dict[str, argparse.ArgumentParser] = {}
+
     def command(name, help, run):
         c = sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".",
                            formatter_class=HelpFormatter, parents=[debug])
         c.set_defaults(run=run)
+        choices[name] = c
         return c
 
     command("backends", "list the backends and whether each is available here", _backends)
@@ -140,17 +145,27 @@ def build_parser() -> argparse.ArgumentParser:
                 _auto_table)
     t.add_argument("--results", default="results", help="the results folder (holding asv/ with this "
                    "machine's rows)")
-    from .seed000.experiment import parser as seed000_parser
-    seed000_parser(command("seed000", "state-table training vs BPTT on problem 2b over lags", _seed000))
-    from .train import parser as train_parser
-    train_parser(command("train", "train a model on problem 2b (checkpoints, --resume, --overwrite)", _train))
-    from .reproduce import parser as repro_parser
-    repro_parser(command("reproduce-2b", "Table 3: GILR-LSTM vs LSTM on problem 2b over seeds", _reproduce))
+    for name, (help, run, where) in LAZY.items():
+        c = command(name, help, run)
+        if only is None or only == name:              # their modules import torch: only when named
+            module, function = where.rsplit(":", 1)
+            getattr(importlib.import_module(module, __package__), function)(c)
     command("info", "print the machine stamp results carry (JSON)", _info)
-    from .distributed.bench import parser as seqpar_parser
-    seqpar_parser(command("seqpar-bench", "time the sequence-parallel scan on 1, 2 and 4 CPU ranks (gloo) "
-                          "and count the bytes exchanged", _seqpar_bench))
+    p.set_defaults(commands=choices)
     return p
+
+
+# Sub-commands whose options come from modules that import torch: (help, run, "module:parser").
+LAZY = {
+    "seed000": ("state-table training vs BPTT on problem 2b over lags", _seed000,
+                ".seed000.experiment:parser"),
+    "train": ("train a model on problem 2b (checkpoints, --resume, --overwrite)", _train,
+              ".train:parser"),
+    "reproduce-2b": ("Table 3: GILR-LSTM vs LSTM on problem 2b over seeds", _reproduce,
+                     ".reproduce:parser"),
+    "seqpar-bench": ("time the sequence-parallel scan on 1, 2 and 4 CPU ranks (gloo) and count "
+                     "the bytes exchanged", _seqpar_bench, ".distributed.bench:parser"),
+}
 
 
 def _one_line(e: BaseException) -> str:
@@ -159,19 +174,24 @@ def _one_line(e: BaseException) -> str:
     else:
         text = str(e) or type(e).__name__
     text = " ".join(text.split())
-    if not isinstance(e, (Failure, CheckpointError, OSError)):
+    if not isinstance(e, (Failure, OSError)) and type(e).__name__ != "CheckpointError":
         text = f"{type(e).__name__}: {text} (run with --debug for the traceback)"
     return text
 
 
 def commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
     """The sub-commands' parsers, by name."""
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return dict(sub.choices)
+    return parser.get_default("commands")
+
+
+def _named(argv: list[str]) -> str | None:
+    """The sub-command ``argv`` names (its first word that is not an option), if any."""
+    return next((w for w in argv if not w.startswith("-")), None)
 
 
 def main(argv=None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(only=_named(argv) or "")
     args, extra = parser.parse_known_args(argv)
     debug = getattr(args, "debug", False)             # given before or after the sub-command
     if extra:                                         # reported with the sub-command's own usage

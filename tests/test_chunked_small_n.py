@@ -3,7 +3,6 @@ against the float64 reference: every N in 1..17 on awkward T, reverse, h0, forwa
 gate products that underflow are flushed, not left subnormal."""
 from __future__ import annotations
 
-import numba as nb
 import numpy as np
 import pytest
 import torch
@@ -38,12 +37,12 @@ def test_chunked_splits_into_whole_groups_of_chains_or_a_pipeline(N):
     if not cpu_chunked.pipelined(N):
         C, L = cpu_chunked.plan(n, N, 4)
         assert C and L and N < cpu_chunked.CHAINS_BELOW
-        assert (C * N) % (_numba_chains.W * nb.get_num_threads()) == 0
+        assert (C * N) % (_numba_chains.W * _threads.cores()) == 0
     else:
         assert N % _numba_chains.W == 0 or N >= cpu_chunked.CHAINS_BELOW
         L0, L = cpu_chunked.pipeline_plan(n, N, 4)
-        assert L0 + nb.get_num_threads() * L == n
-        assert abs(L0 - cpu_chunked.HEAD * L) <= nb.get_num_threads() + 64
+        assert L0 + _threads.cores() * L == n
+        assert abs(L0 - cpu_chunked.HEAD * L) <= _threads.cores() + 64
 
 
 @pytest.mark.parametrize("cores", [3, 4])

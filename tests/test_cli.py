@@ -204,15 +204,15 @@ def test_runtime_refusals_leave_the_folder_intact(tmp_path, capsys, argv, messag
     assert _snapshot(out) == before
 
 
-def test_readme_shows_each_commands_help(monkeypatch, capsys):
-    """The README's command section holds the current `--help` of `lrbench` and of each command."""
+def test_docs_show_each_commands_help(monkeypatch, capsys):
+    """docs/cli.md holds the current `--help` of `lrbench` and of each command."""
     monkeypatch.setenv("COLUMNS", "100")
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "cli.md").read_text()
     for argv in ([], *([name] for name in _commands())):
         rc, out, _ = _run([*argv, "--help"], capsys)
         assert rc == 0
         assert f"$ lrbench {' '.join(argv)} --help\n".replace("  ", " ") + out in readme, \
-            f"README: update the help of `lrbench {' '.join(argv)}` (see tests/test_cli.py)"
+            f"docs/cli.md: update the help of `lrbench {' '.join(argv)}` (see tests/test_cli.py)"
 
 
 def test_median_time_warms_up_and_repeats():

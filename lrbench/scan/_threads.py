@@ -1,15 +1,14 @@
 """The threads of cpu-chunked: its nogil Numba kernels run on the calling thread and on helpers.
 
 Numba's own parallel launch (``prange``) wakes its sleeping workers and then the caller, in turn:
-an empty two-thread launch cost 150 us on intel-xeon-2c (workqueue layer, median of 200; 190 us
-after 10 ms idle), and cpu-chunked made two per tile. Here the caller runs the first task itself
-and hands the others to helper threads: an empty pair cost 85 us, most of it the helper waking,
-which overlaps the caller's own work. The cores are ``numba.get_num_threads()`` (set them with
-``numba.set_num_threads``). A scan holds ``LOCK``, so that two callers do not oversubscribe them.
+an empty two-thread launch cost 150 us on intel-xeon-2c, and cpu-chunked made two per tile. Here
+the caller runs the first task itself and hands the others to helper threads: an empty pair cost
+85 us, most of it the helper waking, which overlaps the caller's own work. A scan holds ``LOCK``,
+so that two callers do not oversubscribe the cores.
 
-Numba's threading layer is still chosen here, though no kernel runs on it: ``get_num_threads``
-starts it, and its default ``omp`` layer would bind to torch's OpenMP runtime (torch loads libgomp
-globally), whose workers spin at barriers with the policy read when torch was imported.
+One knob: the cores are torch's thread count (``torch.set_num_threads``, or
+``lrbench.set_num_threads``), like every other torch CPU op. Numba's threading layer is never
+started (no kernel uses ``prange``), so its pool neither spins nor competes with torch's.
 """
 from __future__ import annotations
 
@@ -17,29 +16,22 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 
-import numba
-from numba.np.ufunc import parallel
+import torch
 
 LOCK = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
-
-
-def start() -> None:
-    """Choose the workqueue layer before Numba starts its threads (a user's choice is kept)."""
-    if not parallel._is_initialized:
-        if numba.config.THREADING_LAYER == "default":
-            numba.config.THREADING_LAYER = "workqueue"
-        parallel._launch_threads()
+MAX_HELPERS = 1024          # a bound, not a pool size: threads start only when tasks need them
 
 
 def cores() -> int:
-    return numba.get_num_threads()
+    """The cores a cpu-chunked scan uses: ``torch.get_num_threads()``."""
+    return torch.get_num_threads()
 
 
 def _helpers() -> ThreadPoolExecutor:
     global _pool
     if _pool is None:
-        _pool = ThreadPoolExecutor(max(1, numba.config.NUMBA_NUM_THREADS - 1), "lrbench-scan")
+        _pool = ThreadPoolExecutor(MAX_HELPERS, "lrbench-scan")
     return _pool
 
 

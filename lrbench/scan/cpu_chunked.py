@@ -1,7 +1,7 @@
 """``cpu-chunked``: the paper's Algorithm 1 on the CPU cores (reduce, scan of carries, re-scan).
 
 The sequence is processed in tiles of about ``TILE_BYTES`` per operand, each cut into chunks for
-P cores (``_threads``: the calling thread and helpers; ``numba.set_num_threads`` sets P). Positions
+P cores (``_threads``: the calling thread and helpers; ``torch.set_num_threads`` sets P). Positions
 left over after the chunks run serially. Two schedules:
 
 * **Chains** (fewer than ``CHAINS_BELOW`` channels, not a multiple of W): every (chunk, channel)
@@ -28,14 +28,11 @@ from math import gcd
 
 import numpy as np
 
+from . import _numba_chains as _ch
+from . import _numba_chunked as _k
 from . import _threads
-
-_threads.start()       # before Numba starts its threads (see _threads)
-
-from . import _numba_chains as _ch  # noqa: E402
-from . import _numba_chunked as _k  # noqa: E402
-from . import _numba_driver as _drv  # noqa: E402
-from . import cpu_serial as _serial  # noqa: E402
+from . import _numba_driver as _drv
+from . import cpu_serial as _serial
 
 DTYPES, DEVICES = _drv.DTYPES, _drv.DEVICES
 # per operand and tile. A tile costs at least one hand-off to the helper threads (about 85 us on
