@@ -9,7 +9,7 @@ import torch
 from . import registry
 from .checks import check_inputs, check_out
 from .op import auto_backend, direct, forward, scan, scan_out_op
-from .packed import check_cu_seqlens, repair, reset_at_starts
+from .packed import packed_scan
 
 __all__ = ["linear_recurrence", "auto_backend"]
 
@@ -44,7 +44,12 @@ def linear_recurrence(a, x, h0=None, *, dim: int = 0, reverse: bool = False, bac
         out: a tensor (an array, for NumPy inputs) of x's shape, dtype and device to write h into;
             returned. Not differentiable: refused when an input requires grad.
         cu_seqlens: int64 offsets ``[0, ..., total_T]`` of B sequences packed along ``dim`` (FLA's
-            convention); each starts from its own h0 (or 0) and never sees its neighbour.
+            convention; any integer dtype, checked in int64); each starts from its own h0 (or 0;
+            an empty sequence's h0 is ignored) and never sees its neighbour, forward and backward,
+            inf and NaN included. Under ``torch.compile`` a packed call runs eagerly (a graph
+            break; ``fullgraph=True`` and ``torch.export`` refuse it, naming cu_seqlens); under
+            ``torch.func`` transforms (``vmap`` included) each sequence is scanned alone, and
+            cu_seqlens itself cannot be batched.
 
     Returns:
         h, the shape and dtype of ``x``. Torch tensors in, torch tensors out, differentiable in
@@ -68,32 +73,23 @@ def linear_recurrence(a, x, h0=None, *, dim: int = 0, reverse: bool = False, bac
     if out is not None:
         check_out(out, a, x, h0)
     at, xt = (t.movedim(dim, 0) if dim else t for t in (a, x))
-    if cu_seqlens is not None:
-        if backend == "log-space":
-            raise ValueError("backend 'log-space' cannot take argument 'cu_seqlens': a reset is a "
-                             "gate of 0 and log-space needs every gate > 0; pick another backend")
-        cu = check_cu_seqlens(cu_seqlens, at.shape[0], at.device)
-        if h0 is not None and h0.shape[0] != cu.numel() - 1:
-            raise ValueError(f"argument 'h0' must hold one state per sequence of 'cu_seqlens' "
-                             f"({cu.numel() - 1}); got {h0.shape[0]}")
-        packed = (at, xt, h0)
-        at, xt = reset_at_starts(at, xt, h0, cu, reverse)
-        h0 = None
+    if cu_seqlens is not None and backend == "log-space":
+        raise ValueError("backend 'log-space' cannot take argument 'cu_seqlens': a reset is a "
+                         "gate of 0 and log-space needs every gate > 0; pick another backend")
     if out is None:
-        h = scan(at, xt, h0, reverse, backend)
-        if cu_seqlens is not None:
-            h = repair(h, *packed, cu, reverse, lambda a, x, h0: scan(a, x, h0, reverse, backend))
+        if cu_seqlens is not None:                # see packed.py: compile, vmap, non-finite values
+            h = packed_scan(at, xt, h0, cu_seqlens, reverse, backend)
+        else:
+            h = scan(at, xt, h0, reverse, backend)
         h = h.movedim(0, dim) if dim else h
         return h.detach().numpy() if as_numpy else h
     outt = out.movedim(dim, 0) if dim else out
-    if direct(at, xt, h0, outt):
+    if cu_seqlens is not None:
+        packed_scan(at, xt, h0, cu_seqlens, reverse, backend, out=outt)
+    elif direct(at, xt, h0, outt):
         forward(at, xt, h0, reverse, backend, outt)
     else:
         scan_out_op(at, xt, h0, reverse, backend, out=outt)
-    if cu_seqlens is not None:
-        fixed = repair(outt, *packed, cu, reverse, lambda a, x, h0: forward(a, x, h0, reverse, backend))
-        if fixed is not outt:                     # recomputed from a, x, h0 alone: no aliasing
-            outt.copy_(fixed)
     if out_np is not None and not np.shares_memory(out_np, out.numpy()):
         np.copyto(out_np, out.numpy())            # a byte order or strides torch cannot view
     return out_np if as_numpy else out
