@@ -1,12 +1,28 @@
 """Atomic file writes: write a temporary file beside the target, flush it to disk, rename it over
-the target. A run killed at any moment leaves the old file or the new one, never half of one."""
+the target. A run killed at any moment leaves the old file or the new one, never half of one. The
+file gets the mode a new file gets (0666 less the umask: 0644 under umask 022), not the private
+0600 of a temporary file, and an error writing it names the target."""
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import tempfile
 from pathlib import Path
+
+
+def umask() -> int:
+    """This process's umask, read from /proc where it can be (setting it to read it, the only
+    portable way, would change it for a moment for every thread)."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write(path, fill) -> Path:
@@ -16,12 +32,16 @@ def write(path, fill) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o666 & ~umask())
             fill(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
+    except BaseException as e:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        if isinstance(e, OSError) and e.filename is None:     # e.g. a full disk: say which file
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from e
         raise
     return path
 

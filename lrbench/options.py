@@ -17,14 +17,16 @@ class Failure(Exception):
 
 
 class Number:
-    """An argparse ``type``: ``int`` or a finite ``float`` with an optional lower bound.
+    """An argparse ``type``: ``int`` or a finite ``float`` with optional bounds.
 
-    ``Number(int, min=1)`` accepts 1, 2, ...; ``Number(float, above=0)`` accepts finite x > 0.
+    ``Number(int, min=1)`` accepts 1, 2, ...; ``Number(float, above=0)`` accepts finite x > 0;
+    ``max`` is an upper bound (what the code behind the option can take).
     ``describe()`` is shown in the help; ``bad_values()`` are what the CLI fuzz test feeds.
     """
 
-    def __init__(self, kind: type, *, min: float | None = None, above: float | None = None):
-        self.kind, self.min, self.above = kind, min, above
+    def __init__(self, kind: type, *, min: float | None = None, above: float | None = None,
+                 max: float | None = None):
+        self.kind, self.min, self.above, self.max = kind, min, above, max
         self.__name__ = "integer" if kind is int else "number"        # argparse names the type
 
     def __call__(self, text: str):
@@ -35,15 +37,25 @@ class Number:
                                              f"got {text!r}") from None
         if self.kind is float and not math.isfinite(value):
             raise argparse.ArgumentTypeError(f"must be finite, got {text!r}")
-        if (self.min is not None and value < self.min) or (self.above is not None and value <= self.above):
+        if ((self.min is not None and value < self.min)
+                or (self.above is not None and value <= self.above)
+                or (self.max is not None and value > self.max)):
             raise argparse.ArgumentTypeError(f"must be {self.describe()}, got {text!r}")
         return value
+
+    def _show(self, bound: float) -> str:
+        return str(bound) if self.kind is int else f"{bound:g}"
 
     def describe(self) -> str:
         what = "an integer" if self.kind is int else "a finite number"
         if self.min is not None:
-            return f"{what} >= {self.min:g}"
-        return f"{what} > {self.above:g}" if self.above is not None else what
+            what += f" >= {self._show(self.min)}"
+        elif self.above is not None:
+            what += f" > {self._show(self.above)}"
+        if self.max is not None:
+            joint = " and" if self.min is not None or self.above is not None else ""
+            what += f"{joint} <= {self._show(self.max)}"
+        return what
 
     def bad_values(self) -> list[str]:
         bad = ["x", "1.5e"] if self.kind is int else ["x", "nan", "inf", "-inf"]
@@ -51,6 +63,9 @@ class Number:
             bad.append(str(self.kind(self.min - 1)))
         if self.above is not None:
             bad += [str(self.kind(self.above)), str(self.kind(self.above - 1))]
+        if self.max is not None:
+            above = self.max + 1 if self.kind is int else self.max + abs(self.max) + 1.0
+            bad.append(str(above))
         return bad
 
 

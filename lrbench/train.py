@@ -7,11 +7,18 @@ Nothing is lost:
   step 0 and every ``--checkpoint-every`` steps (``lrbench.checkpoint``: SHA-256, loaded with
   ``weights_only=True``, the previous good one kept), so a run killed at any moment resumes with
   ``--resume``, from the previous checkpoint if the newest is damaged, and continues exactly;
-- each metrics line is one ``write`` on an append-only file and the file is synced before every
-  checkpoint, so a kill leaves no torn line; resuming drops the lines after the checkpoint (they
-  are redone), so no step appears twice;
+- each metrics line is appended whole (a short write is continued; an error such as a full disk
+  cuts the part written off again and names the file) and the file is synced before every
+  checkpoint; resuming drops the lines after the checkpoint (they are redone), so no step appears
+  twice, and a damaged line (a torn or non-UTF-8 one), with a warning;
+- one run per folder: ``OUT/.lrbench-train.lock`` is held (``flock``) from before anything in OUT
+  is read or written until the run ends, and a second ``lrbench train`` on OUT fails at once,
+  naming the folder and the holder's pid;
 - ``--out`` into a folder that holds a run is refused unless ``--resume`` continues it or
   ``--overwrite`` moves its files into ``OUT/overwritten-<k>/``;
+- under ``--sequence-parallel`` every rank resumes from the same step: the newest one whose
+  checkpoint every rank can load (or every rank fails, saying what each holds);
+- a number no model could take (``--T 1e20``, ``--forget-bias 1e308``) is refused by the parser;
 - ``--resume`` refuses a changed model, shape, task or seed (``FIXED``), naming both values, and
   applies a changed learning rate, step or time budget (``CHANGEABLE``), recorded in
   ``metrics.jsonl`` as ``{"step": s, "event": "resume", "changed": {...}}`` at the step ``s``
@@ -20,6 +27,9 @@ Nothing is lost:
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
+import fcntl
 import json
 import os
 import sys
@@ -32,7 +42,7 @@ import torch.nn.functional as F
 from . import atomic, checkpoint
 from .models import MODELS, SequenceClassifier
 from .models.layers import FORGET_BIAS
-from .options import FINITE, NONNEGATIVE_INT, POSITIVE, POSITIVE_INT, Failure, device, writable_dir
+from .options import POSITIVE, POSITIVE_INT, Failure, Number, device, writable_dir
 from .options import parser as new_parser
 from .tasks import problem_2b
 
@@ -43,27 +53,38 @@ FIXED = ("model", "T", "p", "hidden", "layers", "batch", "optimizer", "seed", "d
 # What may change when resuming: applied from the resume on, and recorded in metrics.jsonl.
 CHANGEABLE = ("lr", "max_steps", "max_seconds", "checkpoint_every", "scan_backend")
 RUN_FILES = ("metrics.jsonl", "summary.json", checkpoint.NAME, checkpoint.PREVIOUS)
+LOCK = ".lrbench-train.lock"
+# What the model and torch can take: sizes fit a 32-bit index, seeds (the data's is seed + 1) a
+# torch generator's 64 bits, a forget bias far beyond where the sigmoid saturates fits float32.
+SIZE = Number(int, min=1, max=2**31 - 1)
+LAYERS = Number(int, min=1, max=1000)
+SEED = Number(int, min=0, max=2**64 - 2)
+BIAS = Number(float, min=-1000, max=1000)
+# What a checkpoint of a run holds: entry -> the types it may have.
+STATE = {"model": (dict,), "optimizer": (dict,), "rng": (dict,), "step": (int,),
+         "elapsed": (int, float), "streak": (int,), "converged_at": (int, type(None)),
+         "settings": (dict,)}
 
 
 def parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     from .registry import names
     p = p or new_parser("lrbench train", "Train a model on problem 2b, with checkpoints and --resume.")
     p.add_argument("--model", choices=MODELS, default="gilr-lstm", help="the recurrent layers")
-    p.add_argument("--T", type=POSITIVE_INT, default=1024, help="sequence length (steps)")
-    p.add_argument("--p", type=POSITIVE_INT, default=128, help="alphabet size (one-hot dimensions)")
-    p.add_argument("--hidden", type=POSITIVE_INT, default=64, help="units per layer")
-    p.add_argument("--layers", type=POSITIVE_INT, default=2, help="recurrent layers")
-    p.add_argument("--batch", type=POSITIVE_INT, default=8, help="sequences per minibatch")
+    p.add_argument("--T", type=SIZE, default=1024, help="sequence length (steps)")
+    p.add_argument("--p", type=SIZE, default=128, help="alphabet size (one-hot dimensions)")
+    p.add_argument("--hidden", type=SIZE, default=64, help="units per layer")
+    p.add_argument("--layers", type=LAYERS, default=2, help="recurrent layers")
+    p.add_argument("--batch", type=SIZE, default=8, help="sequences per minibatch")
     p.add_argument("--lr", type=POSITIVE, default=3e-3, help="learning rate")
     p.add_argument("--optimizer", choices=["adam", "sgd"], default="adam", help="the optimiser")
-    p.add_argument("--seed", type=NONNEGATIVE_INT, default=0, help="seed of the weights (data: seed + 1)")
+    p.add_argument("--seed", type=SEED, default=0, help="seed of the weights (data: seed + 1)")
     p.add_argument("--device", type=device, default="cpu", help="torch device: cpu, cuda or cuda:<index>")
     p.add_argument("--scan-backend", choices=["auto", *names()], default="auto", metavar="NAME",
                    help="the linear recurrence's backend (see `lrbench backends`)")
     p.add_argument("--surrogate", choices=["previous", "current"], default="previous",
                    help="GILR-LSTM gates see h~ of the previous step (the paper's equations) or the current one (its code)")
-    p.add_argument("--qrnn-k", type=POSITIVE_INT, default=2, help="QRNN window (taps)")
-    p.add_argument("--forget-bias", type=FINITE, default=FORGET_BIAS,
+    p.add_argument("--qrnn-k", type=SIZE, default=2, help="QRNN window (taps)")
+    p.add_argument("--forget-bias", type=BIAS, default=FORGET_BIAS,
                    help="initial bias of every forget gate, the LSTM's included (paper's code: 5)")
     p.add_argument("--max-steps", type=POSITIVE_INT, default=10000, help="step budget (optimiser steps)")
     p.add_argument("--max-seconds", type=POSITIVE, default=None,
@@ -134,21 +155,107 @@ def _move_aside(out: Path, present: list[str]) -> Path:
     return dest
 
 
-def _start(args, device):
+def _lock(out: Path, create: bool) -> tuple[int, Path] | None:
+    """Hold ``out/LOCK`` (``flock``) for this run's life, so that no other ``lrbench train`` reads
+    or writes ``out`` meanwhile: (its descriptor, its path). Failure at once naming the folder and
+    the holder's pid when another run holds it. None when ``create`` is false and there is no
+    folder (no run to lock: --resume then says so)."""
+    if not create and not out.is_dir():
+        return None
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise Failure(f"--out {out}: cannot write there ({e.strerror or e})") from None
+    path = out / LOCK
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as e:
+            raise Failure(f"--out {out}: cannot write there ({e.strerror or e})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            os.close(fd)
+            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise Failure(f"--out {out}: cannot lock {path} ({e.strerror or e})") from None
+            pid = f" (pid {holder})" if holder.isdigit() else ""
+            raise Failure(f"--out {out}: another lrbench train{pid} is running there; wait for it "
+                          f"to end or use another folder") from None
+        if _same_file(fd, path):
+            break
+        os.close(fd)                                  # removed by the run that held it: lock anew
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd, path
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether ``path`` still names the file open as ``fd``."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (st.st_dev, st.st_ino) == (os.fstat(fd).st_dev, os.fstat(fd).st_ino)
+
+
+def _unlock(lock: tuple[int, Path] | None) -> None:
+    """Remove the lock file, then release it (a run waiting on the removed file locks anew)."""
+    if lock is not None:
+        fd, path = lock
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        os.close(fd)
+
+
+def _check_state(state: dict) -> str | None:
+    """Why ``state`` is not a run's checkpoint (an entry missing or of the wrong type), or None."""
+    names = {dict: "a dict", int: "an int", float: "a float", type(None): "None"}
+    for key, kinds in STATE.items():
+        if key not in state:
+            return f"no {key!r} entry"
+        value = state[key]
+        if not isinstance(value, kinds) or isinstance(value, bool):
+            want = " or ".join(names[k] for k in kinds)
+            return f"{key!r} is a {type(value).__name__}, not {want}"
+    if state["step"] < 0:
+        return f"'step' is {state['step']}"
+    missing = [k for k in ("torch", "data") if not isinstance(state["rng"].get(k), torch.Tensor)]
+    return f"'rng' has no {missing[0]!r} state" if missing else None
+
+
+def _resume_point(out: Path, present: list[str], device, seqpar) -> tuple[dict, Path]:
+    """The checkpoint to resume from, (state, path): the newest usable one in ``out``; under
+    --sequence-parallel the one of the newest step that every rank can load (every rank takes
+    part, so every rank fails alike when there is none). Warns of each newer one skipped."""
+    none_here = f"no checkpoint in {out} (no run there to continue)"
+    if seqpar is None:
+        if not present:
+            raise Failure(f"--resume: {none_here}")
+        try:
+            ck, path, skipped = checkpoint.load_newest(out, device, check=_check_state)
+        except checkpoint.CheckpointError as e:
+            raise Failure(f"--resume: {e}") from None
+    else:
+        found, skipped = (checkpoint.load_all(out, device, check=_check_state) if present
+                          else ([], [none_here]))
+        step = seqpar.common_step([ck["step"] for ck, _ in found], skipped)
+        ck, path = next((ck, path) for ck, path in found if ck["step"] == step)
+        skipped += [f"{p}: step {c['step']} is not on every rank"
+                    for c, p in found if c["step"] > step]
+    for why in skipped:
+        print(f"warning: {why}; resuming from {path.name} (step {ck['step']})", file=sys.stderr)
+    return ck, path
+
+
+def _start(args, device, seqpar=None):
     """Check the output folder and, with --resume, the checkpoint against the command line: all
     before anything is written. Returns (checkpoint state or None, its path, changed settings)."""
     out = Path(args.out)
     present = [n for n in RUN_FILES if (out / n).exists()]
     if args.resume:
-        if not present:
-            raise Failure(f"--resume: no checkpoint in {out} (no run there to continue)")
-        try:
-            ck, path, skipped = checkpoint.load_newest(out, device)
-        except checkpoint.CheckpointError as e:
-            raise Failure(f"--resume: {e}") from None
-        for why in skipped:
-            print(f"warning: {why}; resuming from {path.name} (step {ck['step']})", file=sys.stderr)
-        return ck, path, _changes(ck.get("settings", {}), settings(args), path)
+        ck, path = _resume_point(out, present, device, seqpar)
+        return ck, path, _changes(ck["settings"], settings(args), path)
     if present and not getattr(args, "overwrite", False):
         raise Failure(f"--out {out} already holds a run ({', '.join(present)}); add --resume to continue it "
                       f"or --overwrite to start afresh (the old files are moved to {out}/overwritten-<k>/)")
@@ -159,8 +266,9 @@ def _start(args, device):
 
 
 def train(args) -> dict:
-    """Run (or resume) one training run; returns the summary also written to OUT/summary.json."""
-    dev, run_step = torch.device(args.device), _step
+    """Run (or resume) one training run; returns the summary also written to OUT/summary.json.
+    The run holds OUT's lock (``LOCK``) throughout."""
+    dev, run_step, seqpar = torch.device(args.device), _step, None
     if args.sequence_parallel:
         from .distributed.training import SequenceParallel
         seqpar = SequenceParallel(args)                       # joins the torchrun job
@@ -168,7 +276,16 @@ def train(args) -> dict:
         args = argparse.Namespace(**{**vars(args), "out": str(seqpar.out(Path(args.out))),
                                      "quiet": args.quiet or seqpar.rank > 0})
     _check_backend(args.scan_backend)
-    ck, ck_path, changed = _start(args, dev)
+    lock = _lock(Path(args.out), create=not args.resume)
+    try:
+        return _train(args, dev, run_step, seqpar)
+    finally:
+        _unlock(lock)
+
+
+def _train(args, dev, run_step, seqpar) -> dict:
+    """``train`` once OUT is locked."""
+    ck, ck_path, changed = _start(args, dev, seqpar)
     out = Path(args.out)
     metrics_path = out / "metrics.jsonl"
     for name in RUN_FILES:                            # temporary files of a killed run
@@ -176,7 +293,7 @@ def train(args) -> dict:
     torch.manual_seed(args.seed)
     model = SequenceClassifier(args.model, args.p, args.hidden, args.layers, 2, args.scan_backend,
                                args.qrnn_k, args.surrogate, args.forget_bias).to(dev, getattr(torch, args.dtype))
-    if args.sequence_parallel:
+    if seqpar is not None:
         seqpar.attach(model)
     opt = (torch.optim.Adam if args.optimizer == "adam" else torch.optim.SGD)(model.parameters(), lr=args.lr)
     data_gen = torch.Generator(device=dev).manual_seed(args.seed + 1)
@@ -202,14 +319,14 @@ def train(args) -> dict:
                                   streak=streak, converged_at=converged_at, settings=settings(args)))
 
     def write(record):
-        os.write(log, (atomic.dumps(record) + "\n").encode())      # one write: a kill cannot tear it
+        _append(log, metrics_path, (atomic.dumps(record) + "\n").encode())
 
     from tqdm import tqdm                             # (not even its lock when --quiet)
     bar = None if args.quiet else tqdm(total=args.max_steps, initial=step, desc=f"{args.model} T={args.T}")
     start = time.perf_counter() - elapsed
     if ck is None:
         save()                                        # before metrics.jsonl: a run with metrics can resume
-    log = os.open(metrics_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    log = os.open(metrics_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
     try:
         if ck is not None:
             write(dict(step=step, event="resume", checkpoint=ck_path.name, changed=changed))
@@ -242,6 +359,24 @@ def train(args) -> dict:
     return summary
 
 
+def _append(fd: int, path: Path, data: bytes) -> None:
+    """Append ``data`` to ``path``, open as ``fd``, whole: a short write is continued; on an error
+    (a full disk) the part written is cut off again, and the OSError names ``path``."""
+    size = os.fstat(fd).st_size
+    rest = memoryview(data)
+    try:
+        while rest:
+            written = os.write(fd, rest)
+            if written <= 0:
+                raise OSError(errno.EIO, "the file system took no byte of a write")
+            rest = rest[written:]
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, size)
+        raise OSError(e.errno, f"{e.strerror or e} (the metrics line being appended was removed)",
+                      str(path)) from None
+
+
 def _step(model, idx, sign, label) -> tuple[float, float]:
     """Forward and backward of one minibatch on this process: (loss, accuracy)."""
     logits = model(idx, sign)
@@ -252,15 +387,25 @@ def _step(model, idx, sign, label) -> tuple[float, float]:
 
 def _truncate_metrics(path: Path, step: int):
     """Keep what the checkpoint at ``step`` covers: metric lines up to ``step`` and events before
-    it (later ones are redone); a line that does not parse (from a crash of an older lrbench) goes too."""
+    it (later ones are redone); a damaged line (one that is not UTF-8, JSON or a record, as a crash
+    of an older lrbench or a bad disk leaves) goes too, with a warning naming it."""
     if not path.exists():
         return
     keep = []
-    for line in path.read_text().splitlines():
+    for number, line in enumerate(path.read_bytes().split(b"\n"), 1):
+        if not line.strip():
+            continue
+        why = None
         try:
-            rec = json.loads(line)
+            rec = json.loads(line.decode("utf-8"))
             if rec["step"] < step or (rec["step"] == step and "event" not in rec):
-                keep.append(line)
-        except (ValueError, KeyError, TypeError):
-            pass
-    atomic.write_text(path, "".join(line + "\n" for line in keep))
+                keep.append(line + b"\n")
+        except UnicodeDecodeError as e:
+            why = f"not UTF-8: byte 0x{line[e.start]:02x} at column {e.start + 1}"
+        except ValueError:
+            why = "not JSON"
+        except (KeyError, TypeError, IndexError):
+            why = "not a metrics record"
+        if why:
+            print(f"warning: {path} line {number}: damaged ({why}); dropped", file=sys.stderr)
+    atomic.write(path, lambda f: f.write(b"".join(keep)))

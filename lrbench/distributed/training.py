@@ -8,6 +8,10 @@ two recurrences). The readout sees the last step, which the last rank holds: its
 the other ranks back-propagate ``0 · loss`` so that they run the same exchanges. Each rank's
 parameter gradients cover its slice only, so they are summed over the ranks (one all-reduce) before
 the optimiser step, which then keeps every rank's weights identical.
+
+Identical weights need one starting point: with ``--resume`` the ranks agree on the step to resume
+from (``common_step``: the newest step whose checkpoint every rank can load), so a damaged newest
+checkpoint on one rank moves every rank back to the previous one, never that rank alone.
 """
 from __future__ import annotations
 
@@ -23,6 +27,14 @@ from ..models.layers import QRNN
 from ..options import Failure
 
 SUPPORTED = ("gilr", "gilr-lstm", "sru")
+
+
+def newest_common_step(steps_of_each_rank: list[list[int]]) -> int | None:
+    """The newest step in every rank's list of loadable checkpoint steps; None when none is."""
+    if not steps_of_each_rank:
+        return None
+    common = set(steps_of_each_rank[0]).intersection(*steps_of_each_rank[1:])
+    return max(common) if common else None
 
 
 def set_sequence_parallel(module: torch.nn.Module, group) -> None:
@@ -67,6 +79,21 @@ class SequenceParallel:
     def out(self, out: Path) -> Path:
         """Rank 0 writes to ``out``, rank r to ``out/rank{r}`` (the same losses; nothing shared)."""
         return out if self.rank == 0 else out / f"rank{self.rank}"
+
+    def common_step(self, steps: list[int], problems: list[str]) -> int:
+        """The step every rank resumes from: the newest in every rank's ``steps`` (the steps of the
+        checkpoints it can load; ``problems``: why it cannot load the others). Called by every
+        rank; a Failure on every rank, saying what each holds, when no step is common."""
+        every: list = [None] * self.world
+        dist.all_gather_object(every, (sorted(steps, reverse=True), list(problems)))
+        step = newest_common_step([s for s, _ in every])
+        if step is None:
+            held = "; ".join(f"rank {r}: " + (f"step{'s' * (len(s) > 1)} {', '.join(map(str, s))}"
+                                              if s else "none")
+                             + (f" ({'; '.join(p)})" if p else "")
+                             for r, (s, p) in enumerate(every))
+            raise Failure(f"--resume: no checkpoint step that every rank can load ({held})")
+        return step
 
     def attach(self, model: torch.nn.Module) -> None:
         set_sequence_parallel(model, dist.group.WORLD)
