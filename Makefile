@@ -7,7 +7,11 @@ ASV := $(VENV)/bin/asv
 STAMP := $(VENV)/.installed
 # forkserver pays for importing torch once (CPU-only runs); CUDA needs spawn (the GPU script sets it).
 LAUNCH ?= forkserver
-BENCH ?= .
+# `make bench` times lrbench/asv_results.py's DEFAULT_SUBSET (what the charts, tables and README
+# use; about 6 min on a quiet 2-core machine); FULL=1 the whole suite (torch.compile'd peers too);
+# BENCH=REGEX only the benchmarks (or "name(params)") matching it. docs/asv.md has the details.
+BENCH ?=
+FULL ?=
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -17,14 +21,16 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 .PHONY: bench test perf asv-machine
+# The machine's name only: asv stores just the fields that differ from its own defaults, and every
+# field stored goes into each result's params, where `asv publish` would split the history by it.
 asv-machine: $(STAMP)
-	$(ASV) machine --yes --machine "$$($(VENV)/bin/lrbench machine)" --os "$$(uname -sr)" \
-	  --arch "$$(uname -m)" --cpu "$$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)" \
-	  --num_cpu "$$(nproc)" --ram "$$(free -b | awk '/Mem/{print $$2}')" > /dev/null
+	$(ASV) machine --yes --machine "$$($(VENV)/bin/lrbench machine)" > /dev/null
 
+# asv run -E existing --quick with a progress line and the time left after each benchmark, then the
+# results renamed to the environment `asv run`/`continuous` use (one history per machine).
 bench: asv-machine
-	$(ASV) run -E existing:$(abspath $(PY)) --quick --launch-method $(LAUNCH) -b '$(BENCH)' \
-	  --set-commit-hash "$$(git rev-parse HEAD)" --machine "$$($(VENV)/bin/lrbench machine)"
+	$(PY) -m lrbench.asv_results bench --python $(abspath $(PY)) --launch-method $(LAUNCH) \
+	  $(if $(FULL),--full,$(if $(BENCH),-b '$(BENCH)'))
 	$(VENV)/bin/lrbench report
 
 test: $(STAMP)
@@ -36,3 +42,10 @@ perf: asv-machine
 	  --machine "$$($(VENV)/bin/lrbench machine)"
 	$(VENV)/bin/lrbench perfcheck $(if $(PERF_JSON),--json $(PERF_JSON))
 	PYTHON=$(abspath $(PY)) OUT=$$(mktemp -d) bash benchmarks/gpu.sh --dry-run all "$$(git rev-parse HEAD)"
+
+# `make site`: `asv publish` (results/asv -> .asv/html), then point the pages at the vendored
+# copies of asv's CDN scripts and styles (benchmarks/site/vendor/), so the site works offline.
+# View: `$(ASV) preview` (or any static server on .asv/html; file:// can't load asv's JSON).
+.PHONY: site
+site: $(STAMP)
+	$(PY) benchmarks/site/publish.py

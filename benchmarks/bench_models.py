@@ -33,6 +33,7 @@ def _step(model: nn.Module, x: torch.Tensor):
 
 class Table2:
     """2 stacked layers, input size 4, bT = 65,536: one training step (forward + backward)."""
+    version = "1"                    # set by hand: bump it when what is measured changes
     params = (["cpu", "cuda"], list(MODELS), ["serial", "parallel"], [16, 256, 4096, 65536], [64, 256])
     param_names = ["device", "model", "recurrence", "T", "hidden"]
     timeout = 600
@@ -80,6 +81,7 @@ class _GILRLSTM(nn.Module):
 class Heatmap:
     """2 layers x 256 units, 32-dim input, 2-dim output: seconds per training step; the report
     turns them into thousand steps/s (batch x T / time) beside the paper's poster numbers."""
+    version = "1"
     params = (["cpu", "cuda"], ["gilr-lstm", "lstm"], [1, 8, 64, 256], [256, 4096, 131072])
     param_names = ["device", "model", "batch", "T"]
     timeout = 600

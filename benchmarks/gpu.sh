@@ -144,6 +144,11 @@ asv_step() {
     if [ $dry = 1 ]; then args+=(--quick --dry-run --launch-method forkserver)
     else args+=(--launch-method spawn); fi
     step "$name" "$secs" cpu env LRBENCH_BENCH_DEVICES=cuda "$PY" -m asv "${args[@]}"
+    # One history per machine: the results' environment renamed from this interpreter's path to
+    # the name asv run/continuous use (lrbench/asv_results.py; docs/asv.md).
+    "$PY" -m lrbench.asv_results normalise --machine "$machine" >> "$STAGE_DIR/$name.txt" 2>&1 \
+        || echo "$name: normalise failed (results keep asv's existing-* name; see $name.txt)"
+    pack
 }
 
 for stage in $stages; do

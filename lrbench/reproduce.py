@@ -18,7 +18,7 @@ from .checkpoint import NAME as CHECKPOINT
 from .models import MODELS
 from .options import FINITE, NONNEGATIVE_INT, POSITIVE, POSITIVE_INT, device, writable_dir
 from .options import parser as new_parser
-from .report import markdown
+from .report.draw import markdown
 from .train import parser as train_parser
 from .train import train
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..report import _save
+from ..report.draw import save
 
 
 def draw(runs: pd.DataFrame, fronts: pd.DataFrame, timing: pd.DataFrame, out: Path, preset: str) -> list[Path]:
@@ -32,7 +32,7 @@ def draw(runs: pd.DataFrame, fronts: pd.DataFrame, timing: pd.DataFrame, out: Pa
         ax.set_xscale("log", base=2)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
-    _save(fig, out, f"steps_vs_lag_{preset}", written)
+    save(fig, out, f"steps_vs_lag_{preset}", written)
     plt.close(fig)
 
     if not fronts.empty:
@@ -47,7 +47,7 @@ def draw(runs: pd.DataFrame, fronts: pd.DataFrame, timing: pd.DataFrame, out: Pa
                    ylim=(-0.5, N + 0.5))
             ax.set_xscale("log")
         axes[0][0].legend(fontsize=7)
-        _save(fig, out, f"front_{preset}", written, exts=("png",))         # an SVG of every point is megabytes
+        save(fig, out, f"front_{preset}", written, exts=("png",))         # an SVG of every point is megabytes
         plt.close(fig)
 
     if not timing.empty:
@@ -60,6 +60,6 @@ def draw(runs: pd.DataFrame, fronts: pd.DataFrame, timing: pd.DataFrame, out: Pa
         ax.set_xscale("log", base=2)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=6, ncol=2)
-        _save(fig, out, f"ms_per_step_{preset}", written)
+        save(fig, out, f"ms_per_step_{preset}", written)
         plt.close(fig)
     return written

@@ -155,7 +155,7 @@ def summary_markdown(df: pd.DataFrame, alpha: pd.DataFrame, timing: pd.DataFrame
                      fr: pd.DataFrame | None = None) -> str:
     """The tables of ``summary_<preset>.md``: medians over seeds of every run's measurements
     (skipped runs counted in ``runs``, not in the medians), the α fits and ms per step."""
-    from ..report import markdown
+    from ..report.draw import markdown
     df = label(df)
     ran = df[df.stopped_by != "skipped"] if "stopped_by" in df else df
     cols = {k: v for k, v in SUMMARY.items() if v[0] in df}

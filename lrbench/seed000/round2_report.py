@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .. import atomic
-from ..report import _save, markdown
+from ..report.draw import markdown, save
 
 T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
         2.120, 2.110, 2.101, 2.093, 2.086]                  # two-sided 95 % t quantiles, 1..20 degrees of freedom
@@ -221,6 +221,6 @@ def write(runs, trace, timing, out: Path, preset: str, cfg: dict) -> list[Path]:
                 ax.plot(g.step, g.max_residual, ":", color=f"C{i}", label=f"seed {seed}: largest residual")
             ax.set(yscale="log", xlabel="optimiser step", title=f"hybrid, {cell} cell, lag {int(d.N.max())}")
             ax.legend(fontsize=6)
-        _save(fig, out, f"drift_{preset}", written)
+        save(fig, out, f"drift_{preset}", written)
         plt.close(fig)
     return written

@@ -1,13 +1,12 @@
-"""The sequence-parallel chart and table from ``results/cpu/seqpar.csv`` (``lrbench seqpar-bench``).
-
-Called by ``lrbench report``.
-"""
+"""The sequence-parallel chart and table from ``results/cpu/seqpar.csv`` (``lrbench seqpar-bench``)."""
 from __future__ import annotations
 
 import math
 from pathlib import Path
 
 import pandas as pd
+
+from .draw import markdown, save, write_text
 
 COLUMNS = {"machine", "T", "N", "ranks", "seconds", "speedup", "bytes_received_per_rank",
            "exchange_seconds", "oversubscribed", "commit", "date"}
@@ -25,7 +24,6 @@ def _label(T: int) -> str:
 
 
 def seqpar_chart(root: Path, figures: Path, tables: Path, written: list[Path], problems: list[str]):
-    from ..report import _save, _write_text, markdown
     path = root / "cpu" / "seqpar.csv"
     if not path.exists():
         return
@@ -60,12 +58,12 @@ def seqpar_chart(root: Path, figures: Path, tables: Path, written: list[Path], p
         commits = ", ".join(sorted(d.commit.astype(str).str[:8].unique()))
         days = sorted(d.date.astype(str).str[:10].unique())
         source = f"measured on {machine} at commit {commits}, {' to '.join(dict.fromkeys([days[0], days[-1]]))}"
-        _save(fig, figures, f"seqpar_{machine}", written, source=source)
+        save(fig, figures, f"seqpar_{machine}", written, source=source)
         plt.close(fig)
         cols = ["T", "N", "ranks", "ms", "speedup", "bytes_received_per_rank", "exchange_us", "oversubscribed"]
         t = d.assign(ms=d.seconds * 1e3, exchange_us=d.exchange_seconds * 1e6)[
             cols + [c for c in ("load_average",) if c in d]]
-        _write_text(tables / f"seqpar_{machine}.md",
+        write_text(tables / f"seqpar_{machine}.md",
                     f"# Sequence-parallel scan on {machine} (fp32 forward, gloo over loopback)\n\n"
                     f"{source.capitalize()}.\n\n"
                     f"Time of the slowest rank, median over calls; bytes: payload each rank's "
