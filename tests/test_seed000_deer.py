@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lrbench.seed000.cells import GRUCell, TanhCell, roll_out
-from lrbench.seed000.deer import quasi_deer
+from experiments.seed000.cells import GRUCell, TanhCell, roll_out
+from experiments.seed000.deer import quasi_deer
 
 CELLS = {"tanh": TanhCell, "gru": GRUCell}
 

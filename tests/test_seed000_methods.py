@@ -6,11 +6,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lrbench.seed000 import methods
-from lrbench.seed000.cells import GRUCell, TanhCell, roll_out
-from lrbench.seed000.deer import deer_backward
-from lrbench.seed000.experiment import _skip, data
-from lrbench.seed000.front import front, probe_accuracy
+from experiments.seed000 import methods
+from experiments.seed000.cells import GRUCell, TanhCell, roll_out
+from experiments.seed000.deer import deer_backward
+from experiments.seed000.experiment import _skip, data
+from experiments.seed000.front import front, probe_accuracy
 
 CELLS = {"tanh": TanhCell, "gru": GRUCell}
 
@@ -108,7 +108,7 @@ def test_unknown_method_and_skip_rule():
 def test_command_runs_in_parallel_resumes_and_draws(tmp_path, monkeypatch):
     import pandas as pd
 
-    from lrbench.seed000 import experiment
+    from experiments.seed000 import experiment
     monkeypatch.setitem(experiment.PRESETS, "tiny", dict(cells={"tanh": [2, 3]}, seeds=[0, 1], max_steps=10,
                                                          max_seconds=30.0, methods=["bptt", "table-K1"],
                                                          grid=[(0.01, 1.0), (0.03, 0.1)]))

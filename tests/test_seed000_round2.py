@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from lrbench import cli
-from lrbench.seed000 import methods, round2, round2_report, tasks
-from lrbench.seed000.cells import GRUCell, TanhCell, roll_out
+from experiments.seed000 import methods, round2, round2_report, tasks
+from experiments.seed000.cells import GRUCell, TanhCell, roll_out
 
 
 @pytest.mark.parametrize("N", [2, 3, 10, 33, 1000])

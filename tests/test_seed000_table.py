@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lrbench.seed000.cells import TanhCell, roll_out
-from lrbench.seed000.experiment import data as _data
-from lrbench.seed000.table import FrozenTableOptimizer, TableModel
+from experiments.seed000.cells import TanhCell, roll_out
+from experiments.seed000.experiment import data as _data
+from experiments.seed000.table import FrozenTableOptimizer, TableModel
 
 
 def test_previous_states_index_the_table_and_start_at_h0():
@@ -82,7 +82,7 @@ def test_tiny_run_learns_lag_4():
 def test_experiment_row_and_alpha_fit():
     import pandas as pd
 
-    from lrbench.seed000.experiment import fit_alpha, run_one
+    from experiments.seed000.experiment import fit_alpha, run_one
     row, fronts = run_one("table-K1", 4, 0, M=64, n=16, max_steps=400, eval_every=25)
     assert row["solved"] and row["steps"] % 25 == 0 and row["table_bytes"] == 64 * 4 * 16 * 4
     assert row["train_lookup_acc"] == 1.0 and row["epochs"] == row["steps"] and row["depth_per_step"] == 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from ..api import linear_recurrence
+from lrbench import linear_recurrence
 
 
 def quasi_deer(cell, x, h0, *, tol: float = 1e-7, max_iters: int | None = None, init=None,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..report.draw import save
+from lrbench.report.draw import save
 
 
 def draw(runs: pd.DataFrame, fronts: pd.DataFrame, timing: pd.DataFrame, out: Path, preset: str) -> list[Path]:

@@ -26,10 +26,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import atomic
-from ..timing import median_time
-from ..options import POSITIVE_INT, writable_dir
-from ..options import parser as new_parser
+from lrbench import atomic
+from lrbench.timing import median_time
+from lrbench.options import POSITIVE_INT, writable_dir
+from lrbench.options import parser as new_parser
 from . import methods
 from .cells import GRUCell, TanhCell
 from .front import front
@@ -155,7 +155,7 @@ def summary_markdown(df: pd.DataFrame, alpha: pd.DataFrame, timing: pd.DataFrame
                      fr: pd.DataFrame | None = None) -> str:
     """The tables of ``summary_<preset>.md``: medians over seeds of every run's measurements
     (skipped runs counted in ``runs``, not in the medians), the α fits and ms per step."""
-    from ..report.draw import markdown
+    from lrbench.report.draw import markdown
     df = label(df)
     ran = df[df.stopped_by != "skipped"] if "stopped_by" in df else df
     cols = {k: v for k, v in SUMMARY.items() if v[0] in df}

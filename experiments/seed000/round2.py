@@ -42,13 +42,14 @@ from dataclasses import asdict, dataclass
 import pandas as pd
 import torch
 
-from .. import atomic
-from ..api import linear_recurrence
-from ..timing import median_time
+from lrbench import atomic
+from lrbench import linear_recurrence
+from lrbench.timing import median_time
 from . import methods, tasks
 from .cells import GRUCell, TanhCell
 from .front import front
 from .methods import Method
+from .selection import choose_lr, depth_per_step  # noqa: F401 - part of round2's interface
 
 CELLS = {"tanh": TanhCell, "gru": GRUCell}
 N_HIDDEN, P = 32, 8
@@ -119,17 +120,6 @@ def _sets(task: tasks.Task, cfg: dict, config: Config, N: int, seed: int):
     val, test = task.sample(cfg["val"], N, 20_000 + seed), task.sample(cfg["test"], N, 10_000 + seed)
     fresh = (lambda s: task.sample(cfg["batch"], N, 30_000 + s)) if config.data == "fresh" else None
     return train, val, test, fresh
-
-
-def depth_per_step(method: str, N: int, sweeps_per_step: float = 0.0, deer_iters: float = 0.0) -> float:
-    """Sequential cell evaluations per optimiser step, forward and backward: 2N for BPTT; for
-    DEER its measured forward plus adjoint iterations (each one parallel evaluation and a scan);
-    for the hybrid its sweeps (each the same) plus the table's one parallel step forward and back."""
-    if method == "deer":
-        return deer_iters
-    if method == "hybrid":
-        return sweeps_per_step + 2.0
-    return 2.0 * N
 
 
 def _setup(config: Config, N: int, seed: int, lr: float, cfg: dict):
@@ -223,18 +213,6 @@ class Store:
 
     def chosen_lr(self, config, N, seeds) -> float | None:
         return choose_lr(self._rows(config, N), seeds)
-
-
-def choose_lr(rows: pd.DataFrame, seeds) -> float | None:
-    """The rate whose runs on ``seeds`` (one recipe, one lag) did best on validation: most solved,
-    then fewest steps (median of the solved), then highest validation accuracy; None if none ran."""
-    rows = rows[rows.seed.isin(seeds) & (rows.stopped_by != "skipped")]
-    if rows.empty:
-        return None
-    solved = rows.solved.astype(bool)
-    rank = lambda lr: (-solved[rows.lr == lr].sum(), rows[solved & (rows.lr == lr)].steps.median()
-                       if (solved & (rows.lr == lr)).any() else float("inf"), -rows[rows.lr == lr].val_acc.mean(), lr)
-    return float(min(sorted(set(rows.lr)), key=rank))
 
 
 def _execute(store: Store, pool, jobs, bar):
@@ -343,7 +321,7 @@ def run(args) -> int:
 
     from tqdm import tqdm
 
-    from ..options import writable_dir
+    from lrbench.options import writable_dir
     from . import round2_report
 
     cfg = PRESETS[args.preset]

@@ -15,7 +15,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from ..tasks import problem_2b
+from lrbench.tasks import problem_2b
 
 ADDING_TOLERANCE = 0.04
 

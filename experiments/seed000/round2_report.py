@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import atomic
-from ..report.draw import markdown, save
+from lrbench import atomic
+from lrbench.report.draw import markdown, save
+from .selection import choose_lr, depth_per_step
 
 T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
         2.120, 2.110, 2.101, 2.093, 2.086]                  # two-sided 95 % t quantiles, 1..20 degrees of freedom
@@ -67,7 +68,6 @@ def outcome(g: pd.DataFrame, sweep_seeds=None) -> dict:
 def depth(runs: pd.DataFrame) -> pd.Series:
     """Sequential cell evaluations per step, forward and backward (``round2.depth_per_step``),
     from the runs' own columns: 2N for BPTT, DEER's measured iterations, the hybrid's sweeps + 2."""
-    from .round2 import depth_per_step
     sweeps = runs.sweeps_per_step.fillna(0.0) if "sweeps_per_step" in runs else pd.Series(0.0, index=runs.index)
     return pd.Series([depth_per_step(m, N, sw, d) for m, N, sw, d in
                       zip(runs.method, runs.N, sweeps, runs.depth_per_step.fillna(0.0))], index=runs.index)
@@ -94,7 +94,6 @@ def alpha_fit(g: pd.DataFrame) -> dict | None:
 def chosen(runs: pd.DataFrame, sweep_seeds) -> pd.DataFrame:
     """The fair stage's rows at each recipe's chosen rate (``round2.choose_lr``); a
     recipe skipped at a lag keeps one skipped row there."""
-    from .round2 import choose_lr
     fair = runs[runs.stage == "fair"]
     keep = []
     for _, g in fair.groupby(["label", "N"]):
