@@ -3,6 +3,9 @@ against the float64 reference: every N in 1..17 on awkward T, reverse, h0, forwa
 gate products that underflow are flushed, not left subnormal."""
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -77,3 +80,38 @@ def test_long_chunks_with_underflowing_products_match_the_reference():
         ref = run("reference", a.double(), x.double(), h0.double(), reverse=reverse)
         h = run("cpu-chunked", a, x, h0, reverse=reverse)
         assert_close("h", h, ref, **tolerance("cpu-chunked", torch.float32))
+
+
+def test_carry_relay_protocol():
+    """CarryRelay: take waits for its slot; put stores a copy (the putter scans on from its own
+    array); None (a failed or doubtful carry) reaches the next core as None."""
+    relay = cpu_chunked.CarryRelay(3)
+    c = np.ones(4)
+    got = []
+    t = threading.Thread(target=lambda: got.append(relay.take(0)))
+    t.start()
+    time.sleep(0.01)
+    assert got == []                          # waiting for slot 0
+    relay.put(0, c)
+    c += 1                                    # the putter moves on: the relayed carry does not
+    t.join(5)
+    np.testing.assert_array_equal(got[0], np.ones(4))
+    relay.put(1, None)
+    assert relay.take(1) is None
+
+
+def test_a_failing_link_hands_on_no_carry_and_the_rest_is_still_exact(monkeypatch, small_chunks):
+    """A link that raises puts None (the next link must not wait forever nor use a wrong carry)."""
+    calls = []
+    real = cpu_chunked._reduce
+
+    def flaky(o, *args):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("injected")
+        return real(o, *args)
+    monkeypatch.setattr(cpu_chunked, "_reduce", flaky)
+    monkeypatch.setattr(_threads, "cores", lambda: 3)
+    a, x, h0 = make_inputs(20000, 8, torch.float64)
+    with pytest.raises(RuntimeError, match="injected"):
+        run("cpu-chunked", a, x, h0)

@@ -4,6 +4,9 @@
 the whole sequence, each rank of the process group holding the slice of ``a`` and ``x`` that
 follows the previous rank's, and returns that rank's slice of ``h``. Only per-channel summaries
 cross ranks (docs/sequence-parallel.md has the algorithm, its cost model and the measurements).
+A bad call on any rank is the same one-line error on every rank, raised before any summary moves;
+every collective waits at most ``lrbench.distributed.scan.TIMEOUT_S`` seconds (None, the default:
+the process group's own timeout).
 """
 from .scan import Traffic, linear_recurrence, linear_recurrence_with_start, traffic
 

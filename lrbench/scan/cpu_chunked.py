@@ -126,16 +126,44 @@ def _chains(o, a, x, h, m, c, hp, ga):
     return C * L
 
 
+class CarryRelay:
+    """The pipeline's protocol: each core hands the carry entering the next chunk to the next core.
+
+        core 0   scan chunk 0 --put(0)--> scan chunk 1
+        core 1   reduce chunk 1 --take(0)--> fold --put(1)--> scan chunk 2
+        core 2   reduce chunk 2 ----------take(1)--> fold --put(2)--> scan chunk 3
+        ...      (core i: reduce chunk i, take(i-1), fold, put(i), scan chunk i+1)
+
+    Slot i is put exactly once, by core i, and taken by core i + 1, which waits for it. ``None``
+    means "no carry": the core failed, or its carry may be wrong (an overflowing product, a
+    non-finite state); a core that takes ``None`` puts ``None``, so everything after it is left to
+    the caller, which scans it serially. ``put`` stores a copy, so the putter may go on scanning
+    from its own array (a link that handed on the array it kept scanning gave later links a carry
+    that had moved on)."""
+
+    def __init__(self, n: int):
+        self._carry = [None] * n
+        self._ready = [threading.Event() for _ in range(n)]
+
+    def put(self, i: int, carry) -> None:
+        self._carry[i] = None if carry is None else carry.copy()
+        self._ready[i].set()
+
+    def take(self, i: int):
+        self._ready[i].wait()
+        return self._carry[i]
+
+
 def _pipeline(o, a, x, h, m, c, hp, ga):
-    """The pipeline over positions [0, m) for many channels; returns how many it scanned."""
+    """The pipeline over positions [0, m) for many channels (``CarryRelay`` between the cores);
+    returns how many positions it scanned."""
     L0, L = pipeline_plan(m, o.N, a[0].itemsize)
     if not L:
         return 0
     (A, pa), N, cores = a, o.N, _threads.cores()
     dtype = A.dtype
     tiny = np.finfo(dtype).tiny
-    carry = [None] * cores               # carry[i]: the carry entering chunk i + 1
-    ready = [threading.Event() for _ in range(cores)]
+    relay = CarryRelay(cores)
     out = []
 
     def span(s, n, cc):                  # positions [s, s + n), serially from carry cc
@@ -143,33 +171,33 @@ def _pipeline(o, a, x, h, m, c, hp, ga):
         _serial.scan_range(o, at(a), at(x), at(h), n, cc, at(hp), at(ga))
 
     def head():                          # core 0: chunks 0 and 1
+        done = None
         try:
             span(0, L0, c)
-            carry[0] = c.copy()
+            done = c
         finally:
-            ready[0].set()
+            relay.put(0, done)
         span(L0, L, c)
 
     def link(i):                         # core i >= 1: chunk i reduced, chunk i + 1 scanned
         s = L0 + (i - 1) * L
-        P, R = np.empty((1, N), dtype), np.empty((1, N), dtype)
+        good = None
         try:
+            P, R = np.empty((1, N), dtype), np.empty((1, N), dtype)
             _reduce(o, a, x, s, L, P[0], R[0], tiny)
-            ready[i - 1].wait()
-            if carry[i - 1] is None:     # an earlier core failed, or found a carry may be wrong
-                return
-            cin, cc = carry[i - 1], carry[i - 1].copy()
-            first = A[o.base(pa + s) + np.arange(N)].reshape(1, N)
-            if (_k.carries(P, R, first, cc, np.empty((1, N), dtype), tiny / np.finfo(dtype).eps)
-                    and np.isfinite(cin).all() and np.isfinite(cc).all()):
-                carry[i] = cc.copy()     # handed on before span() moves cc through chunk i+1;
-                # else (see _chains) the rest is scanned serially
+            cin = relay.take(i - 1)
+            if cin is not None:
+                cc = cin.copy()
+                first = A[o.base(pa + s) + np.arange(N)].reshape(1, N)
+                if (_k.carries(P, R, first, cc, np.empty((1, N), dtype), tiny / np.finfo(dtype).eps)
+                        and np.isfinite(cin).all() and np.isfinite(cc).all()):
+                    good = cc            # else (see _chains) the rest is scanned serially
         finally:
-            ready[i].set()
-        if carry[i] is not None:
-            span(s + L, L, cc)
+            relay.put(i, good)
+        if good is not None:
+            span(s + L, L, good)
             if i == cores - 1:
-                out.append(cc)
+                out.append(good)
 
     _threads.run([head] + [partial(link, i) for i in range(1, cores)])
     if not out:
