@@ -16,9 +16,10 @@ import pandas as pd
 from . import atomic
 from .checkpoint import NAME as CHECKPOINT
 from .models import MODELS
-from .options import FINITE, NONNEGATIVE_INT, POSITIVE, POSITIVE_INT, device, writable_dir
+from .options import POSITIVE, POSITIVE_INT, device, writable_dir
 from .options import parser as new_parser
 from .report.draw import markdown
+from .train import BIAS, LAYERS, SEED, SIZE
 from .train import parser as train_parser
 from .train import train
 
@@ -27,14 +28,14 @@ def parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     p = p or new_parser("lrbench reproduce-2b", "Table 3: GILR-LSTM vs LSTM on problem 2b over seeds.")
     p.add_argument("--models", nargs="+", choices=MODELS, default=["gilr-lstm", "lstm"], metavar="MODEL",
                    help=f"models to train, each a `lrbench train --model` ({', '.join(MODELS)})")
-    p.add_argument("--seeds", type=NONNEGATIVE_INT, nargs="+", default=[0, 1, 2], metavar="SEED",
+    p.add_argument("--seeds", type=SEED, nargs="+", default=[0, 1, 2], metavar="SEED",
                    help="one run per model and seed")
-    p.add_argument("--T", type=POSITIVE_INT, default=1024, help="sequence length (steps)")
-    p.add_argument("--hidden", type=POSITIVE_INT, default=64, help="units per layer")
-    p.add_argument("--layers", type=POSITIVE_INT, default=2, help="recurrent layers")
-    p.add_argument("--batch", type=POSITIVE_INT, default=16, help="sequences per minibatch")
+    p.add_argument("--T", type=SIZE, default=1024, help="sequence length (steps)")
+    p.add_argument("--hidden", type=SIZE, default=64, help="units per layer")
+    p.add_argument("--layers", type=LAYERS, default=2, help="recurrent layers")
+    p.add_argument("--batch", type=SIZE, default=16, help="sequences per minibatch")
     p.add_argument("--lr", type=POSITIVE, default=3e-3, help="learning rate")
-    p.add_argument("--forget-bias", type=FINITE, default=8.0,
+    p.add_argument("--forget-bias", type=BIAS, default=8.0,
                    help="initial forget-gate bias of both models (the paper's code: 5; see results/repro)")
     p.add_argument("--device", type=device, default="cpu", help="torch device: cpu, cuda or cuda:<index>")
     p.add_argument("--max-steps", type=POSITIVE_INT, default=3000, help="step budget per run")
