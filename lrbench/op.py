@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from . import auto_rule, memory, registry
+from ._compat import direct    # noqa: F401 - whether a call may skip the dispatcher (torch internals)
 from .checks import check_apart, check_backend
 from .scan._common import backward_by_reverse_scan, previous_states
 
@@ -264,18 +265,6 @@ class _Scan(torch.autograd.Function):
         if ta is not None:
             u = u + ta * previous_states(h, h0, ctx.reverse)
         return scan(a, u, th0, ctx.reverse, ctx.backend)
-
-
-def direct(*tensors) -> bool:
-    """Whether a call may skip the dispatcher and autograd: plain tensors, nothing requires grad,
-    no tracing, torch.func transform or dispatch mode active. Such a call gets the same kernel
-    without their cost (about 60 us a call, measured)."""
-    if torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active() \
-            or torch._C._len_torch_dispatch_stack() or torch._C._is_torch_function_mode_enabled() \
-            or torch.autograd.forward_ad._current_level >= 0 or torch._C._get_tracing_state():
-        return False
-    grad = torch.is_grad_enabled()
-    return all(t is None or (type(t) is Tensor and not (grad and t.requires_grad)) for t in tensors)
 
 
 def scan(a: Tensor, x: Tensor, h0: Tensor | None, reverse: bool, backend: str) -> Tensor:

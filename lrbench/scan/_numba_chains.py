@@ -17,37 +17,14 @@ normal number; the carry then loses at most ``tiny * |c|`` (|a| <= 1), far below
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import numba as nb
 import numpy as np
-from numba.core import config
-from numba.core.compiler_lock import global_compiler_lock
+
+from .._compat import slp    # LLVM's SLP vectorizer while compiling (Numba internals)
 
 W = 8          # chains in flight per core
 FLUSH = 64     # steps between flushes of a subnormal gate product
 BLOCK_BYTES = 4 << 10     # per operand: the rows ``scan_blocked`` runs group by group (fits L1)
-
-
-@contextmanager
-def _slp_on():
-    old, config.SLP_VECTORIZE = config.SLP_VECTORIZE, 1
-    try:
-        yield
-    finally:
-        config.SLP_VECTORIZE = old
-
-
-def slp(kernel):
-    """``kernel`` (a Numba dispatcher), compiled with LLVM's SLP vectorizer, which Numba leaves off
-    by default since numba#8705. Only that pass packs the W lanes of a group into one vector."""
-    compile_ = kernel.compile
-
-    def compile_slp(sig):
-        with global_compiler_lock, _slp_on():     # no other compile sees the flag (re-entrant)
-            return compile_(sig)
-    kernel.compile = compile_slp
-    return kernel
 
 
 @nb.njit(inline="always")
