@@ -1,4 +1,4 @@
-"""``lrbench seqpar-bench``: the sequence-parallel scan on 1, 2, 4 CPU ranks (gloo), timed; bytes counted.
+"""``lrbench seqpar-bench`` (an experiment: runs from a checkout): the sequence-parallel scan on 1, 2, 4 CPU ranks (gloo), timed; bytes counted.
 
 asv runs one process per benchmark, so it cannot start a process group; this command does, with
 ``torch.multiprocessing`` (spawn) and gloo over loopback. For each (T, ranks) every rank generates
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import statistics
 import tempfile
 import time
@@ -26,22 +25,15 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from .. import atomic, machine
-from ..options import POSITIVE_INT, Failure, writable_dir
-from .scan import linear_recurrence, traffic
+from lrbench import atomic, machine
+from lrbench.distributed import free_port, linear_recurrence, traffic
+from lrbench.options import POSITIVE_INT, Failure, writable_dir
 
 TS = (1 << 22, 1 << 24)
 RANKS = (1, 2, 4)
 N = 256
 BYTES_PER_ELEMENT = 12                 # float32: read a and x, write h
 LATENCY_REPS = 50
-
-
-def free_port() -> int:
-    """A TCP port on loopback that was free a moment ago (for a process group's rendezvous)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _rank_main(rank, world, port, T, N, reps, backend, threads, out_path):
@@ -135,7 +127,7 @@ def parser(p):
     p.add_argument("--ranks", type=POSITIVE_INT, action="append", help=f"rank count (repeatable; default {list(RANKS)})")
     p.add_argument("--N", type=POSITIVE_INT, default=N, help="channels")
     p.add_argument("--reps", type=POSITIVE_INT, default=3, help="timed calls per point (median)")
-    from ..registry import names
+    from lrbench.registry import names
     p.add_argument("--backend", choices=["auto", *names()], default="auto", metavar="NAME",
                    help="the local scan's backend (see `lrbench backends`)")
     p.add_argument("--out", default="results/cpu/seqpar.csv", help="CSV to write (atomically)")

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .options import Failure, HelpFormatter, cuda_arch, writable_dir
+from .options import Failure, HelpFormatter, cuda_arch
 
 
 def _backends(args):
@@ -70,22 +70,17 @@ def _reproduce(args):
 
 
 def _seed000(args):
-    from .seed000.experiment import run
+    from experiments.seed000.experiment import run
     return run(args)
 
 
 def _auto_table(args):
-    from . import atomic
-    from .auto_rule import TABLE, build
-    text = atomic.dumps(build(args.results), indent=2) + "\n"
-    changed = not TABLE.exists() or TABLE.read_text() != text
-    if changed:
-        atomic.write_text(TABLE, text)
-    print(f"{'wrote' if changed else 'unchanged:'} {TABLE}")
+    from .auto_table import run
+    run(args)
 
 
 def _seqpar_bench(args):
-    from .distributed.bench import main as seqpar_bench
+    from experiments.seqpar import main as seqpar_bench
     return seqpar_bench(args)
 
 
@@ -145,26 +140,47 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
                 _auto_table)
     t.add_argument("--results", default="results", help="the results folder (holding asv/ with this "
                    "machine's rows)")
+    t.add_argument("--facts", action="store_true", help="instead, measure this machine's facts "
+                   "(bandwidth, hand-off, chain latency; about a second), cache them and print the "
+                   "rule auto derives from them where the file has no entry for this machine")
     for name, (help, run, where) in LAZY.items():
         c = command(name, help, run)
         if only is None or only == name:              # their modules import torch: only when named
             module, function = where.rsplit(":", 1)
-            getattr(importlib.import_module(module, __package__), function)(c)
+            getattr(_import(module), function)(c)
     command("info", "print the machine stamp results carry (JSON)", _info)
     p.set_defaults(commands=choices)
     return p
 
 
+def _import(module: str):
+    """A sub-command's module: lrbench's own (``.name``), or an experiment from the checkout this
+    lrbench is installed from (``experiments.name``), which a wheel does not ship."""
+    if not module.startswith("experiments."):
+        return importlib.import_module(module, __package__)
+    root = Path(__file__).resolve().parent.parent
+    if (root / "experiments" / "__init__.py").is_file() and str(root) not in sys.path:
+        sys.path.append(str(root))
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name is None or not module.startswith(e.name):
+            raise
+        raise Failure(f"{module} is an experiment that runs from a checkout of lrbench "
+                      f"(experiments/ was not found beside {root / 'lrbench'})") from None
+
+
 # Sub-commands whose options come from modules that import torch: (help, run, "module:parser").
 LAZY = {
-    "seed000": ("state-table training vs BPTT on problem 2b over lags", _seed000,
-                ".seed000.experiment:parser"),
+    "seed000": ("state-table training vs BPTT on problem 2b over lags (an experiment: runs "
+                "from a checkout)", _seed000, "experiments.seed000.experiment:parser"),
     "train": ("train a model on problem 2b (checkpoints, --resume, --overwrite)", _train,
               ".train:parser"),
     "reproduce-2b": ("Table 3: GILR-LSTM vs LSTM on problem 2b over seeds", _reproduce,
                      ".reproduce:parser"),
     "seqpar-bench": ("time the sequence-parallel scan on 1, 2 and 4 CPU ranks (gloo) and count "
-                     "the bytes exchanged", _seqpar_bench, ".distributed.bench:parser"),
+                     "the bytes exchanged (an experiment: runs from a checkout)", _seqpar_bench,
+                     "experiments.seqpar:parser"),
 }
 
 
@@ -191,7 +207,11 @@ def _named(argv: list[str]) -> str | None:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser(only=_named(argv) or "")
+    try:
+        parser = build_parser(only=_named(argv) or "")
+    except Failure as e:
+        print(f"lrbench {_named(argv)}: error: {e}", file=sys.stderr)
+        return 1
     args, extra = parser.parse_known_args(argv)
     debug = getattr(args, "debug", False)             # given before or after the sub-command
     if extra:                                         # reported with the sub-command's own usage

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 import torch
 
+# auto's facts (measured on a machine without a table) go to a folder of this run, not to ~/.cache
+os.environ.setdefault("LRBENCH_CACHE", tempfile.mkdtemp(prefix="lrbench-cache-"))
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")   # triton-scan then runs on CPU tensors
 

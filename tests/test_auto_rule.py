@@ -1,4 +1,5 @@
-"""auto's CPU rule: a table regenerated from the suite's own CPUGrid rows, and read per call."""
+"""auto's CPU rule on measured machines: a per-machine table written from the suite's own CPUGrid
+rows by `lrbench auto-table`, and read per call (machines without an entry: test_auto_facts.py)."""
 from __future__ import annotations
 
 import itertools
@@ -6,7 +7,7 @@ import json
 
 import pytest
 
-from lrbench import auto_rule, cli
+from lrbench import auto_rule, auto_table, cli
 
 
 def _asv(tmp_path, times):
@@ -24,7 +25,14 @@ def _asv(tmp_path, times):
     return tmp_path
 
 
-def test_table_from_measurements(tmp_path, monkeypatch):
+@pytest.fixture
+def fresh_rule():
+    auto_rule.reset()
+    yield
+    auto_rule.reset()
+
+
+def test_table_from_measurements(tmp_path, monkeypatch, fresh_rule):
     times = {}
     for T in (16, 256, 4096):
         times[("cpu-serial", T, 1)] = T * 1.0
@@ -32,22 +40,47 @@ def test_table_from_measurements(tmp_path, monkeypatch):
         times[("cpu-serial", T, 8)] = T * 1.0
         times[("cpu-chunked", T, 8)] = T * (0.5 if T == 256 else 2.0)    # a lone win: not a rule
     results = _asv(tmp_path, times)
-    table = auto_rule.build(str(results), machine="box")
-    assert table["chunked_from_T"] == {"1": 256, "8": None} and table["commits"] == ["abcdef01"]
-    monkeypatch.setattr(auto_rule, "TABLE", tmp_path / "auto.json")
+    entry = auto_table.build(str(results), machine="box")
+    assert entry == {"chunked_from_T": {"1": 256, "8": None}, "commits": ["abcdef01"]}
+    table = tmp_path / "auto.json"
+    other = {"chunked_from_T": {"1": 16}, "commits": ["0000000a"]}
+    table.write_text(json.dumps({"about": "old", "machines": {"elsewhere": other}}))
+    monkeypatch.setattr(auto_rule, "TABLE", table)
     monkeypatch.setattr("lrbench.machine.name", lambda: "box")
     assert cli.main(["auto-table", "--results", str(results)]) == 0
-    auto_rule._rows.cache_clear()
-    auto_rule._start.cache_clear()
-    try:
-        assert auto_rule.chunked_wins(256, 1) and not auto_rule.chunked_wins(255, 1)
-        assert auto_rule.chunked_wins(1 << 20, 2)              # N = 2 is nearest N = 1 (log2)
-        assert not auto_rule.chunked_wins(1 << 20, 8) and not auto_rule.chunked_wins(1 << 20, 4096)
-    finally:
-        auto_rule._rows.cache_clear()
-        auto_rule._start.cache_clear()
+    written = json.loads(table.read_text())
+    assert written["machines"] == {"box": entry, "elsewhere": other}     # only this machine's entry
+    assert cli.main(["auto-table", "--results", str(results)]) == 0
+    assert json.loads(table.read_text()) == written                    # unchanged: not rewritten
+    auto_rule.reset()
+    assert auto_rule.rule() == ("table", {1: 256, 8: None})
+    assert auto_rule.chunked_wins(256, 1) and not auto_rule.chunked_wins(255, 1)
+    assert auto_rule.chunked_wins(1 << 20, 2)              # N = 2 is nearest N = 1 (log2)
+    assert not auto_rule.chunked_wins(1 << 20, 8) and not auto_rule.chunked_wins(1 << 20, 4096)
 
 
 def test_no_rows_is_a_clear_error(tmp_path):
     with pytest.raises(Exception, match="no bench_cpu.CPUGrid.time_scan rows"):
-        auto_rule.build(str(_asv(tmp_path, {("cpu-serial", 16, 1): 1.0})), machine="elsewhere")
+        auto_table.build(str(_asv(tmp_path, {("cpu-serial", 16, 1): 1.0})), machine="elsewhere")
+
+
+def test_a_one_machine_file_is_migrated(tmp_path):
+    """The older shape (one machine at the top level) reads as that machine's entry and is kept
+    when another machine's entry is written."""
+    old = tmp_path / "auto.json"
+    old.write_text(json.dumps({"about": "x", "machine": "intel-xeon-2c", "commits": ["f143a5fb"],
+                               "chunked_from_T": {"1": 1048576, "64": 65536}}))
+    xeon = {"chunked_from_T": {"1": 1048576, "64": 65536}, "commits": ["f143a5fb"]}
+    assert auto_rule.machines(old) == {"intel-xeon-2c": xeon}
+    new = {"chunked_from_T": {"1": None}, "commits": ["abc"]}
+    doc = auto_table.updated(old, "amd-epyc-2c", new)
+    assert doc["machines"] == {"amd-epyc-2c": new, "intel-xeon-2c": xeon}
+    assert auto_table.updated(tmp_path / "missing.json", "box", new)["machines"] == {"box": new}
+
+
+def test_the_shipped_table_is_per_machine():
+    machines = auto_rule.machines()
+    assert "intel-xeon-2c" in machines
+    for name, entry in machines.items():
+        assert set(entry) == {"chunked_from_T", "commits"}, name
+        assert all(T is None or (isinstance(T, int) and T > 0) for T in entry["chunked_from_T"].values())

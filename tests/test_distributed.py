@@ -20,7 +20,7 @@ import torch.multiprocessing as mp
 import lrbench
 from conftest import TOL, make_inputs
 from lrbench.distributed import linear_recurrence, linear_recurrence_with_start, scan, traffic
-from lrbench.distributed.bench import free_port
+from lrbench.distributed import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 FP64 = 1e-10

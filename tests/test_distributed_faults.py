@@ -28,7 +28,7 @@ from hypothesis import given, settings, strategies as st
 
 import lrbench
 from lrbench.distributed import linear_recurrence, linear_recurrence_with_start, scan
-from lrbench.distributed.bench import free_port
+from lrbench.distributed import free_port
 
 LIMIT = 60.0                    # seconds for a whole spawn: start-up, every case, shutdown
 

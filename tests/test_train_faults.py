@@ -215,7 +215,7 @@ SP = ["--model", "gilr", "--T", "9", "--p", "4", "--hidden", "4", "--layers", "1
 
 
 def _torchrun(out: Path, *extra) -> subprocess.CompletedProcess:
-    from lrbench.distributed.bench import free_port
+    from lrbench.distributed import free_port
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
                            "--master-port", str(free_port()), "-m", "lrbench", "train",

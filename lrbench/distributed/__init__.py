@@ -8,6 +8,15 @@ A bad call on any rank is the same one-line error on every rank, raised before a
 every collective waits at most ``lrbench.distributed.scan.TIMEOUT_S`` seconds (None, the default:
 the process group's own timeout).
 """
+import socket
+
 from .scan import Traffic, linear_recurrence, linear_recurrence_with_start, traffic
 
-__all__ = ["linear_recurrence", "linear_recurrence_with_start", "traffic", "Traffic"]
+__all__ = ["linear_recurrence", "linear_recurrence_with_start", "traffic", "Traffic", "free_port"]
+
+
+def free_port() -> int:
+    """A TCP port on loopback that was free a moment ago (for a process group's rendezvous)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
