@@ -10,12 +10,22 @@ report derives bandwidths from them: copy GB/s = 2 * MB * 2^20 / seconds / 1e9, 
 
 ``version``: set by hand (asv would hash the code); bump it when what is measured changes.
 """
+
 from __future__ import annotations
 
 import torch
 
-from .common import (BACKENDS, GPU_MIN_BUFFER, backend_device, check_device, copy_seconds,
-                     median_seconds, scan_call, setup_once, sync)
+from .common import (
+    BACKENDS,
+    GPU_MIN_BUFFER,
+    backend_device,
+    check_device,
+    copy_seconds,
+    median_seconds,
+    scan_call,
+    setup_once,
+    sync,
+)
 
 SIZES_MB = [16, 256, 2048]
 CPU_MAX_MB = 256
@@ -23,6 +33,7 @@ CPU_MAX_MB = 256
 
 class Copy:
     """A device copy: MB read once and written once."""
+
     version = "1"
     params = (["cpu", "cuda"], SIZES_MB)
     param_names = ["device", "MB"]
@@ -46,6 +57,7 @@ class Copy:
     def track_copy_seconds(self, device, MB):
         """lrbench's timer (CUDA events on the GPU): 2 * MB moved; GB/s = 2 * MB * 2^20 / this / 1e9."""
         return copy_seconds(self.src.nbytes, device)
+
     track_copy_seconds.unit = "seconds"
 
 
@@ -63,6 +75,7 @@ def shape(backend: str, TxN: str) -> tuple[int, int]:
 
 class ScanBandwidth:
     """Forward scan, fp32: its time, and its time over a copy of the same 12 bytes per element."""
+
     version = "1"
     params = (BACKENDS, SHAPES)
     param_names = ["backend", "TxN"]
@@ -71,17 +84,19 @@ class ScanBandwidth:
     @setup_once
     def setup(self, backend, TxN):
         T, N = shape(backend, TxN)
-        self.nbytes = 12 * T * N                       # fp32: read a and x, write h
+        self.nbytes = 12 * T * N  # fp32: read a and x, write h
         self.device, self.call = scan_call(backend, T, N, "float32")
 
     def track_scan_over_copy(self, backend, TxN):
         """1 = the scan streams at copy bandwidth; % of copy bandwidth = 100 / this."""
         scan = median_seconds(self.call, self.device)
-        copy = copy_seconds(self.nbytes // 2, self.device)   # moves nbytes, like the scan
+        copy = copy_seconds(self.nbytes // 2, self.device)  # moves nbytes, like the scan
         return scan / copy
+
     track_scan_over_copy.unit = "scan / copy time"
 
     def track_scan_seconds(self, backend, TxN):
         """GB/s = 12 T N / this / 1e9, with (T, N) = ``shape(backend, TxN)``."""
         return median_seconds(self.call, self.device)
+
     track_scan_seconds.unit = "seconds"

@@ -5,6 +5,7 @@ HGRN kernel (``fla.ops.hgrn.fused_recurrent_hgrn``, log gates in (B, T, D)) and 
 ``associative_scan``, beside cuda-scan and cuda-serial on the same numbers. A library that is not
 installed is skipped (n/a), not failed.
 """
+
 from __future__ import annotations
 
 from .common import cuda_available, setup_once, sync
@@ -17,11 +18,12 @@ def _make(subject, T):
     import torch
 
     import lrbench
+
     g = torch.Generator(device="cuda").manual_seed(0)
     a = 0.999 + 0.001 * torch.rand(B, C, T, device="cuda", generator=g)
     x = torch.randn(B, C, T, device="cuda", generator=g)
     if subject in ("cuda-scan", "cuda-serial"):
-        at, xt = a.permute(2, 0, 1).contiguous(), x.permute(2, 0, 1).contiguous()   # (T, B, C)
+        at, xt = a.permute(2, 0, 1).contiguous(), x.permute(2, 0, 1).contiguous()  # (T, B, C)
         return lambda: lrbench.linear_recurrence(at, xt, backend=subject)
     if subject == "accelerated-scan":
         try:
@@ -44,13 +46,16 @@ def _make(subject, T):
 
         def combine(l, r):
             return l[0] * r[0], r[0] * l[1] + r[1]
-        fn = torch.compile(lambda a, x: associative_scan(combine, (a, x), dim=2, combine_mode="generic")[1])
+
+        fn = torch.compile(
+            lambda a, x: associative_scan(combine, (a, x), dim=2, combine_mode="generic")[1]
+        )
         return lambda: fn(a, x)
     raise ValueError(subject)
 
 
 class AnchorShape:
-    version = "1"                    # set by hand: bump it when what is measured changes
+    version = "1"  # set by hand: bump it when what is measured changes
     params = (SUBJECTS, [1 << 10, 1 << 12, 1 << 14, 1 << 16])
     param_names = ["subject", "T"]
     timeout = 600
@@ -60,9 +65,10 @@ class AnchorShape:
         if not cuda_available():
             raise NotImplementedError("no CUDA device")
         import torch
+
         torch.set_grad_enabled(False)
         self.call = _make(subject, T)
-        self.call()                                  # compile / autotune
+        self.call()  # compile / autotune
         sync("cuda")
 
     def time_forward(self, subject, T):

@@ -4,6 +4,7 @@ reverse against forward. All through ``lrbench.linear_recurrence`` with torch's 
 Every value is a time or a time ratio, lower is better (asv has no "higher is better"). ``version``
 is set by hand (asv would hash the code): bump it when what is measured changes, not on a
 refactor."""
+
 from __future__ import annotations
 
 import functools
@@ -23,6 +24,7 @@ MAX_ELEMENTS = 1 << 24
 class FirstTouch:
     """Filling a fresh fp32 buffer of T x N (allocation and first touch, the OS's part of a plain
     call's cost) beside filling a preallocated one."""
+
     version = "1"
     params = ([1 << 16, 1 << 20], [1, 256], ["fresh", "preallocated"])
     param_names = ["T", "N", "buffer"]
@@ -44,6 +46,7 @@ class FirstTouch:
 class CPUGrid:
     """Every CPU backend and auto over T x N (fp32, out=): the data ``lrbench auto-table`` turns
     into auto's rule."""
+
     version = "1"
     params = (CPU + ["auto"], GRID_T, GRID_N)
     param_names = ["backend", "T", "N"]
@@ -68,6 +71,7 @@ class AutoVsBest:
     does not fall on one subject alone. (Until 2026-12 this was
     ``track_best_over_auto_higher_is_better``, its inverse; the committed results were
     converted.)"""
+
     version = "1"
     params = (GRID_T, GRID_N)
     param_names = ["T", "N"]
@@ -80,19 +84,23 @@ class AutoVsBest:
         a, x = inputs(T, N, "float32", "cpu")
         h = torch.empty_like(x)
         torch.set_grad_enabled(False)
-        self.calls = {b: functools.partial(lrbench.linear_recurrence, a, x, backend=b, out=h)
-                      for b in CPU + ["auto"]}
+        self.calls = {
+            b: functools.partial(lrbench.linear_recurrence, a, x, backend=b, out=h)
+            for b in CPU + ["auto"]
+        }
         for call in self.calls.values():
-            call()                                   # compile, warm up
+            call()  # compile, warm up
 
     def track_auto_over_best(self, T, N):
         times = interleaved_medians(self.calls, self.ROUNDS)
         return times["auto"] / min(times[b] for b in CPU)
+
     track_auto_over_best.unit = "auto / best time"
 
 
 class ReverseOverForward:
     """A reverse scan's time over a forward one's (cpu-serial, out=, fp32); target <= 1.15."""
+
     version = "1"
     params = ([1, 256],)
     param_names = ["N"]
@@ -105,6 +113,7 @@ class ReverseOverForward:
 
     def track_reverse_over_forward(self, N):
         return median_seconds(self.rev, "cpu") / median_seconds(self.fwd, "cpu")
+
     track_reverse_over_forward.unit = "reverse / forward time"
 
 
@@ -118,6 +127,7 @@ class AllCoresOverOne:
     cannot exceed (3 / 3.75) / this = 0.8 / this. (Until 2026-12 this was
     ``track_copy_all_cores_over_one``, one core's time over all cores', its inverse; the
     committed results were converted.)"""
+
     version = "1"
 
     def setup(self):
@@ -133,4 +143,5 @@ class AllCoresOverOne:
         finally:
             torch.set_num_threads(every)
         return median_seconds(lambda: self.dst.copy_(self.src), "cpu") / one
+
     track_copy_time_all_cores_over_one.unit = "all cores / one core time"

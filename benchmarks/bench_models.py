@@ -5,6 +5,7 @@ Both time one training step (forward + backward). "serial" and "parallel" are th
 with the recurrence swapped: cpu-serial / cpu-chunked on the CPU, cuda-serial / cuda-scan on the
 GPU. The CPU runs a reduced grid (hidden 64; batch x T <= 8192 for the heatmap): the rest is n/a.
 """
+
 from __future__ import annotations
 
 import torch
@@ -14,10 +15,18 @@ from lrbench.models import GILRLSTM, QRNN, SRU
 
 from .common import check_device, setup_once, sync
 
-RECURRENCE = {("cpu", "serial"): "cpu-serial", ("cpu", "parallel"): "cpu-chunked",
-              ("cuda", "serial"): "cuda-serial", ("cuda", "parallel"): "cuda-scan"}
-MODELS = {"sru": lambda m, n, b: SRU(m, n, b), "qrnn-2": lambda m, n, b: QRNN(m, n, 2, b),
-          "qrnn-10": lambda m, n, b: QRNN(m, n, 10, b), "gilr-lstm": lambda m, n, b: GILRLSTM(m, n, b)}
+RECURRENCE = {
+    ("cpu", "serial"): "cpu-serial",
+    ("cpu", "parallel"): "cpu-chunked",
+    ("cuda", "serial"): "cuda-serial",
+    ("cuda", "parallel"): "cuda-scan",
+}
+MODELS = {
+    "sru": lambda m, n, b: SRU(m, n, b),
+    "qrnn-2": lambda m, n, b: QRNN(m, n, 2, b),
+    "qrnn-10": lambda m, n, b: QRNN(m, n, 10, b),
+    "gilr-lstm": lambda m, n, b: GILRLSTM(m, n, b),
+}
 
 
 def _device(device: str) -> None:
@@ -28,13 +37,21 @@ def _step(model: nn.Module, x: torch.Tensor):
     def step():
         model.zero_grad(set_to_none=True)
         model(x).square().mean().backward()
+
     return step
 
 
 class Table2:
     """2 stacked layers, input size 4, bT = 65,536: one training step (forward + backward)."""
-    version = "1"                    # set by hand: bump it when what is measured changes
-    params = (["cpu", "cuda"], list(MODELS), ["serial", "parallel"], [16, 256, 4096, 65536], [64, 256])
+
+    version = "1"  # set by hand: bump it when what is measured changes
+    params = (
+        ["cpu", "cuda"],
+        list(MODELS),
+        ["serial", "parallel"],
+        [16, 256, 4096, 65536],
+        [64, 256],
+    )
     param_names = ["device", "model", "recurrence", "T", "hidden"]
     timeout = 600
 
@@ -42,7 +59,9 @@ class Table2:
     def setup(self, device, model, recurrence, T, hidden):
         _device(device)
         if device == "cpu" and hidden > 64:
-            raise NotImplementedError("hidden 256 runs on the GPU only (minutes per step on 2 cores)")
+            raise NotImplementedError(
+                "hidden 256 runs on the GPU only (minutes per step on 2 cores)"
+            )
         backend = RECURRENCE[(device, recurrence)]
         torch.manual_seed(0)
         make = MODELS[model]
@@ -81,6 +100,7 @@ class _GILRLSTM(nn.Module):
 class Heatmap:
     """2 layers x 256 units, 32-dim input, 2-dim output: seconds per training step; the report
     turns them into thousand steps/s (batch x T / time) beside the paper's poster numbers."""
+
     version = "1"
     params = (["cpu", "cuda"], ["gilr-lstm", "lstm"], [1, 8, 64, 256], [256, 4096, 131072])
     param_names = ["device", "model", "batch", "T"]
@@ -92,8 +112,11 @@ class Heatmap:
         if device == "cpu" and batch * T > 8192:
             raise NotImplementedError("reduced grid on the CPU: batch x T <= 8192")
         torch.manual_seed(0)
-        net = (_LSTM(32, 256) if model == "lstm"
-               else _GILRLSTM(32, 256, RECURRENCE[(device, "parallel")])).to(device)
+        net = (
+            _LSTM(32, 256)
+            if model == "lstm"
+            else _GILRLSTM(32, 256, RECURRENCE[(device, "parallel")])
+        ).to(device)
         x = torch.randn(T, batch, 32, device=device)
         torch.set_grad_enabled(True)
         self.device, self.call = device, _step(net, x)

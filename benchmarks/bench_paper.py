@@ -3,6 +3,7 @@
 Speedup = serial time / parallel time on the same device; the report pairs cuda-paper and
 cuda-scan with cuda-serial (the paper's PLR/SLR), and cpu-chunked with cpu-serial.
 """
+
 from __future__ import annotations
 
 from .common import scan_call, setup_once, sync
@@ -11,7 +12,7 @@ TABLE1_BACKENDS = ["cuda-serial", "cuda-paper", "cuda-scan", "cpu-serial", "cpu-
 
 
 class Table1:
-    version = "1"                    # set by hand: bump it when what is measured changes
+    version = "1"  # set by hand: bump it when what is measured changes
     params = (TABLE1_BACKENDS, [4, 32, 128], [16, 256, 4096, 65536])
     param_names = ["backend", "m", "T"]
 

@@ -5,6 +5,7 @@ A peer that is not installed is skipped (n/a), not failed; so is torch's compile
 ``CI=true`` or ``LRBENCH_BENCH_SKIP_COMPILE=1`` (``make bench`` sets it unless FULL=1): compiling
 takes 30-60 s a shape on 2 cores. Times and time ratios only, lower is better; ``version`` is
 set by hand: bump it when what is measured changes."""
+
 from __future__ import annotations
 
 import os
@@ -28,16 +29,21 @@ def _jax(kind, a, x):
         raise NotImplementedError(f"jax is not installed: {e}") from e
     a, x = jnp.asarray(a.numpy()), jnp.asarray(x.numpy())
     if kind == "jax-scan":
+
         def run(a, x):
             def step(h, ax):
                 h = ax[0] * h + ax[1]
                 return h, h
+
             return jax.lax.scan(step, jnp.zeros_like(x[0]), (a, x))[1]
     else:
+
         def run(a, x):
             def combine(l, r):
                 return l[0] * r[0], r[0] * l[1] + r[1]
+
             return jax.lax.associative_scan(combine, (a, x))[1]
+
     fn = jax.jit(run)
     return lambda: fn(a, x).block_until_ready()
 
@@ -49,13 +55,18 @@ def _compile_skipped() -> bool:
 
 def _torch_compiled(a, x):
     if _compile_skipped():
-        raise NotImplementedError("torch.compile takes 30-60 s a shape here; not run on CI or when "
-                                  "LRBENCH_BENCH_SKIP_COMPILE=1 (make bench without FULL=1)")
+        raise NotImplementedError(
+            "torch.compile takes 30-60 s a shape here; not run on CI or when "
+            "LRBENCH_BENCH_SKIP_COMPILE=1 (make bench without FULL=1)"
+        )
     from torch._higher_order_ops.associative_scan import associative_scan
 
     def combine(l, r):
         return l[0] * r[0], r[0] * l[1] + r[1]
-    fn = torch.compile(lambda a, x: associative_scan(combine, (a, x), dim=0, combine_mode="generic")[1])
+
+    fn = torch.compile(
+        lambda a, x: associative_scan(combine, (a, x), dim=0, combine_mode="generic")[1]
+    )
     return lambda: fn(a, x)
 
 
@@ -119,14 +130,17 @@ class AutoVsPeers:
     2 is the interleaved rounds. (Until 2026-12 this was
     ``track_worst_peer_over_auto_higher_is_better``, its inverse; the committed results were
     converted.)"""
+
     version = "2"
     timeout = 1800
     ROUNDS = 3
 
     def setup(self):
         if not any(_installed(p) for p in PEERS):
-            raise NotImplementedError("no peer is installed (pip install -e '.[peers]'; torch's "
-                                      "compiled scan is off with CI=true or LRBENCH_BENCH_SKIP_COMPILE=1)")
+            raise NotImplementedError(
+                "no peer is installed (pip install -e '.[peers]'; torch's "
+                "compiled scan is off with CI=true or LRBENCH_BENCH_SKIP_COMPILE=1)"
+            )
 
     def track_auto_over_fastest_peer(self):
         worst, where = 0.0, None
@@ -142,7 +156,10 @@ class AutoVsPeers:
             for p in calls.keys() - {"auto"}:
                 if times["auto"] / times[p] > worst:
                     worst, where = times["auto"] / times[p], (TxN, p, times[p], times["auto"])
-        print(f"worst: {where[0]}: {where[1]} {where[2] * 1e3:.2f} ms, auto {where[3] * 1e3:.2f} ms",
-              file=sys.stderr)
+        print(
+            f"worst: {where[0]}: {where[1]} {where[2] * 1e3:.2f} ms, auto {where[3] * 1e3:.2f} ms",
+            file=sys.stderr,
+        )
         return worst
+
     track_auto_over_fastest_peer.unit = "auto / fastest peer time"

@@ -1,4 +1,5 @@
 """The scan, forward and forward+backward, over backend x T x N x dtype."""
+
 from __future__ import annotations
 
 from .common import BACKENDS, scan_call, setup_once, sync
@@ -12,7 +13,8 @@ class ScanForward:
     """``h = linear_recurrence(a, x)``. output "fresh": h allocated per call, what a plain call
     costs; "out": written into a preallocated h (``out=``), the kernel's own cost. The gap is the
     operating system's first touch of fresh pages (see ``bench_cpu.FirstTouch``)."""
-    version = "1"                    # set by hand: bump it when what is measured changes
+
+    version = "1"  # set by hand: bump it when what is measured changes
     params = (BACKENDS, TS, NS, DTYPES, ["fresh", "out"])
     param_names = ["backend", "T", "N", "dtype", "output"]
     timeout = 300
@@ -28,6 +30,7 @@ class ScanForward:
 
 class ScanForwardBackward:
     """One training step of the recurrence: forward, then the gradients of a and x."""
+
     version = "1"
     params = (BACKENDS, TS, NS, DTYPES)
     param_names = ["backend", "T", "N", "dtype"]

@@ -5,6 +5,7 @@ unavailable, dtype unsupported, too big for this device) raises ``NotImplemented
 which asv records as n/a. Nothing touches CUDA at import time; torch and lrbench are imported here
 so that a forkserver launch (CPU-only runs) pays for them once, not once per parameter.
 """
+
 from __future__ import annotations
 
 import functools
@@ -16,14 +17,24 @@ import numpy as np
 import torch
 
 import lrbench
-try:                                   # asv's history runs import older lrbench versions too
+
+try:  # asv's history runs import older lrbench versions too
     from lrbench.timing import median_time
 except ImportError:
     from lrbench.bench import median_time
 
 # Every scan subject. reference is the ground truth, not a subject.
-BACKENDS = ["cpu-serial", "cpu-chunked", "torch-loop", "torch-assoc", "log-space",
-            "cuda-serial", "cuda-paper", "cuda-scan", "triton-scan"]
+BACKENDS = [
+    "cpu-serial",
+    "cpu-chunked",
+    "torch-loop",
+    "torch-assoc",
+    "log-space",
+    "cuda-serial",
+    "cuda-paper",
+    "cuda-scan",
+    "triton-scan",
+]
 # Largest T*N per device, the longest T a Python loop over T is given, slow generic scans.
 MAX_ELEMENTS = {"cpu": 1 << 24, "cuda": 1 << 30}
 MAX_T = {"torch-loop": 1 << 16}
@@ -41,6 +52,7 @@ def setup_once(fn):
             return
         fn(self, *params)
         setattr(self, attr, params)
+
     return wrapper
 
 
@@ -76,7 +88,9 @@ def require(backend: str, T: int, N: int, dtype: str):
     check_device(device)
     if T * N > MAX_ELEMENTS[device]:
         raise NotImplementedError(f"T*N = {T * N} exceeds this suite's {device} budget")
-    if T > MAX_T.get(backend, T) or (device == "cpu" and T * N > MAX_CPU_ELEMENTS.get(backend, T * N)):
+    if T > MAX_T.get(backend, T) or (
+        device == "cpu" and T * N > MAX_CPU_ELEMENTS.get(backend, T * N)
+    ):
         raise NotImplementedError(f"{backend} is too slow at T={T}, N={N}")
     try:
         mod = lrbench.registry.get(backend).load()
@@ -96,8 +110,15 @@ def inputs(T: int, N: int, dtype: str, device: str, seed: int = 0, grad: bool = 
     return [t.requires_grad_() for t in out] if grad else out
 
 
-def scan_call(backend: str, T: int, N: int, dtype: str, grad: bool = False, output: str = "fresh",
-              reverse: bool = False):
+def scan_call(
+    backend: str,
+    T: int,
+    N: int,
+    dtype: str,
+    grad: bool = False,
+    output: str = "fresh",
+    reverse: bool = False,
+):
     """(device, call): a warmed-up ``linear_recurrence`` on seeded (T, N) inputs, forward only or,
     with ``grad``, forward then the gradients of a and x. ``output``: "fresh" allocates h per call,
     as a plain call does; "out" writes into one preallocated tensor (``out=``), the kernel's cost.
@@ -121,9 +142,11 @@ def scan_call(backend: str, T: int, N: int, dtype: str, grad: bool = False, outp
         def call():
             return lrbench.linear_recurrence(a, x, backend=backend, reverse=reverse, out=h)
     else:
+
         def call():
             return lrbench.linear_recurrence(a, x, backend=backend, reverse=reverse)
-    call()                                           # compile, page in, warm up
+
+    call()  # compile, page in, warm up
     sync(device)
     return device, call
 
@@ -160,5 +183,6 @@ GPU_MIN_BUFFER = 1 << 30
 
 def copy_seconds(nbytes: int, device: str) -> float:
     """Median time to copy a preallocated ``nbytes`` buffer (so 2 * nbytes moved) on ``device``."""
-    from lrbench.timing import copy_seconds as copy       # not in the lrbench of old commits
+    from lrbench.timing import copy_seconds as copy  # not in the lrbench of old commits
+
     return copy(nbytes, device, timer=lambda fn: median_seconds(fn, device))

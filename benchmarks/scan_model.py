@@ -17,12 +17,13 @@ Latencies (leads, to be measured): ``l`` = 0.5 us for a dependent round trip to 
 an aggregate load), ``f`` = 0.5 us for a publish (fence, barrier, flag store), ``b`` = 0.05 us a
 block barrier, ``l_hbm`` = 0.8 us, ``t0`` = 5 us for the launch and the first and last tile.
 """
+
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
-from lrbench.scan import cuda_scan
+from lrbench.scan.cuda import scan as cuda_scan
 
 L2_TRIP, PUBLISH, BARRIER, HBM_TRIP, T0 = 0.5e-6, 0.5e-6, 0.05e-6, 0.8e-6, 5e-6
 COPY_SHARE = 0.9
@@ -36,9 +37,9 @@ BYTES = {"forward": 12, "backward": 20}
 @dataclass(frozen=True)
 class Design:
     name: str
-    window: int | None     # fixed W, or None: the plan's (cuda_scan.window)
-    items: dict | None     # L per direction for narrow scans, or None: always cuda_scan.ITEMS
-    parallel: bool         # look-back polled and loaded by the whole block
+    window: int | None  # fixed W, or None: the plan's (cuda_scan.window)
+    items: dict | None  # L per direction for narrow scans, or None: always cuda_scan.ITEMS
+    parallel: bool  # look-back polled and loaded by the whole block
 
 
 OLD = Design("old", 16, None, False)
@@ -67,12 +68,17 @@ def seconds(design: Design, device: str, T: int, N: int, direction: str) -> floa
         t_lb = L2_TRIP + math.ceil(run / 4) * L2_TRIP + 2 * math.log2(S) * BARRIER + 2 * L2_TRIP
         t_link = 2 * L2_TRIP + PUBLISH + 3 * BARRIER
     else:
-        t_lb = min(W, n_tb) * 2 * L2_TRIP          # one predecessor at a time: flag, then data
+        t_lb = min(W, n_tb) * 2 * L2_TRIP  # one predecessor at a time: flag, then data
         t_link = 2 * L2_TRIP + PUBLISH
     t_chain = math.ceil(n_tb / W) * t_link if n_tb > 1 else 0.0
-    smem = cuda_scan.Plan(CB, S, n_cg, n_tb, False, L, W).smem_bytes(2 if direction == "forward" else 3)
-    per_sm = min(THREADS_PER_SM // cuda_scan.THREADS, SMEM_PER_SM // smem,
-                 REGS_PER_SM // (cuda_scan.THREADS * REGS))
+    smem = cuda_scan.Plan(CB, S, n_cg, n_tb, False, L, W).smem_bytes(
+        2 if direction == "forward" else 3
+    )
+    per_sm = min(
+        THREADS_PER_SM // cuda_scan.THREADS,
+        SMEM_PER_SM // smem,
+        REGS_PER_SM // (cuda_scan.THREADS * REGS),
+    )
     t_occ = math.ceil(tiles / (per_sm * sms)) * (2 * HBM_TRIP + (t_lb if n_tb > 1 else 0.0))
     return T0 + max(t_mem, t_chain, t_occ)
 
@@ -86,8 +92,10 @@ def table(device: str, direction: str) -> str:
     rule = "|---|" + "---|" * len(NS)
     lines = [head, rule]
     for T in TS:
-        cells = [f"{gbps(OLD, device, T, N, direction):.0f} / {gbps(NEW, device, T, N, direction):.0f}"
-                 for N in NS]
+        cells = [
+            f"{gbps(OLD, device, T, N, direction):.0f} / {gbps(NEW, device, T, N, direction):.0f}"
+            for N in NS
+        ]
         lines.append(f"| 2^{T.bit_length() - 1} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -96,7 +104,11 @@ def markdown() -> str:
     out = []
     for device, (bw, _) in DEVICES.items():
         for direction in ("forward", "backward"):
-            what = "forward (12 B/element)" if direction == "forward" else "fused backward (20 B/element)"
+            what = (
+                "forward (12 B/element)"
+                if direction == "forward"
+                else "fused backward (20 B/element)"
+            )
             out.append(f"**{device}** ({bw / 1e12:.2f} TB/s), {what}, predicted GB/s, old / new:\n")
             out.append(table(device, direction) + "\n")
     return "\n".join(out)

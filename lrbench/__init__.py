@@ -5,18 +5,45 @@ Martin & Cundy, "Parallelizing Linear Recurrent Neural Nets Over Sequence Length
 Everything is loaded on first use (``lrbench.linear_recurrence``, ``lrbench.models``,
 ``lrbench.distributed``, ...), so ``import lrbench`` and ``lrbench --help`` do not import torch.
 """
+
 from __future__ import annotations
 
 import importlib
 
 __version__ = "0.1.0"
-__all__ = ["linear_recurrence", "backends", "register", "auto_backend", "set_num_threads",
-           "__version__"]
+__all__ = [
+    "linear_recurrence",
+    "backends",
+    "register",
+    "auto_backend",
+    "set_num_threads",
+    "__version__",
+]
 
-_NAMES = {"linear_recurrence": "api", "auto_backend": "api", "backends": "registry",
-          "register": "registry", "set_num_threads": "threads"}
-_MODULES = {"models", "distributed", "memory", "packed", "report", "perfcheck", "kernels",
-            "machine", "checkpoint", "train", "op", "scan", "registry", "api", "threads"}
+_NAMES = {
+    "linear_recurrence": "api",
+    "auto_backend": "api",
+    "backends": "registry",
+    "register": "registry",
+    "set_num_threads": "threads",
+}
+_MODULES = {
+    "models",
+    "distributed",
+    "memory",
+    "packed",
+    "report",
+    "perfcheck",
+    "kernels",
+    "machine",
+    "checkpoint",
+    "train",
+    "op",
+    "scan",
+    "registry",
+    "api",
+    "threads",
+}
 
 
 def __getattr__(name: str):

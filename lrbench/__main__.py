@@ -1,4 +1,5 @@
 """``python -m lrbench`` (and ``torchrun -m lrbench``): the ``lrbench`` command."""
+
 import sys
 
 from .cli import main

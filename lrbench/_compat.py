@@ -8,12 +8,13 @@ feature that needs it falls back to the public path: correct, only slower.
 * ``direct``: whether a call may skip the dispatcher and autograd (about 60 us a call). Needs
   ``TORCH_DIRECT``; without any of them it always answers False (every call goes through the
   dispatcher).
-* ``slp``: compile a Numba kernel with LLVM's SLP vectorizer (which packs ``_numba_chains.reduce``'s
+* ``slp``: compile a Numba kernel with LLVM's SLP vectorizer (which packs ``chains.reduce``'s
   W lanes into one vector). Needs ``NUMBA_SLP``; without any of them the kernel is returned as it
   is (compiled without the flag).
 
 ``tests/test_compat.py`` fails by name when a pinned torch or Numba lacks one of these.
 """
+
 from __future__ import annotations
 
 import functools
@@ -29,12 +30,12 @@ TORCH_DIRECT = (
     "torch._C._len_torch_dispatch_stack",
     "torch._C._is_torch_function_mode_enabled",
     "torch._C._get_tracing_state",
-    "torch.autograd.forward_ad._current_level",     # a module global, read on every call
+    "torch.autograd.forward_ad._current_level",  # a module global, read on every call
 )
 NUMBA_SLP = (
-    "numba.core.config.SLP_VECTORIZE",              # read by Numba's codegen for each library
+    "numba.core.config.SLP_VECTORIZE",  # read by Numba's codegen for each library
     "numba.core.compiler_lock.global_compiler_lock",
-    "numba.core.dispatcher.Dispatcher.compile",     # wrapped per kernel
+    "numba.core.dispatcher.Dispatcher.compile",  # wrapped per kernel
 )
 
 
@@ -46,9 +47,9 @@ def lookup(dotted: str):
         try:
             obj = getattr(obj, name)
         except AttributeError:
-            if not hasattr(obj, "__path__"):            # not a package: no submodule to import
+            if not hasattr(obj, "__path__"):  # not a package: no submodule to import
                 raise
-            obj = importlib.import_module(".".join(parts[:i + 1]))   # a submodule not yet imported
+            obj = importlib.import_module(".".join(parts[: i + 1]))  # a submodule not yet imported
     return obj
 
 
@@ -56,7 +57,7 @@ def _version(dotted: str) -> str:
     lib = dotted.split(".")[0]
     try:
         return f"{lib} {importlib.import_module(lib).__version__}"
-    except Exception:                                   # noqa: BLE001 - only for the message
+    except Exception:  # noqa: BLE001 - only for the message
         return lib
 
 
@@ -70,7 +71,7 @@ def _resolve(names, get, missing: dict, check=None) -> dict | None:
             if check is not None:
                 check(name, obj)
             found[name] = obj
-        except Exception as e:                          # noqa: BLE001 - any failure means "missing"
+        except Exception as e:  # noqa: BLE001 - any failure means "missing"
             missing[name] = f"{type(e).__name__}: {e} ({_version(name)})"
     return found if len(found) == len(names) else None
 
@@ -80,7 +81,7 @@ def _check_direct(name, obj):
         if not isinstance(obj, int):
             raise TypeError(f"expected an int, got {type(obj).__name__}")
     else:
-        obj()                                           # all take no arguments; once, at import
+        obj()  # all take no arguments; once, at import
 
 
 def build_direct(get=lookup, missing: dict = MISSING):
@@ -88,12 +89,16 @@ def build_direct(get=lookup, missing: dict = MISSING):
     tests); the always-False fallback where one is missing."""
     found = _resolve(TORCH_DIRECT, get, missing, _check_direct)
     if found is None:
+
         def direct(*tensors) -> bool:
             """Fallback (an internal is missing, see ``_compat.MISSING``): never skip the dispatcher."""
             return False
+
         return direct
 
-    functorch_active, dispatch_stack, function_mode, tracing_state = (found[n] for n in TORCH_DIRECT[:4])
+    functorch_active, dispatch_stack, function_mode, tracing_state = (
+        found[n] for n in TORCH_DIRECT[:4]
+    )
     forward_ad = get(TORCH_DIRECT[4].rpartition(".")[0])
     is_compiling, grad_enabled = torch.compiler.is_compiling, torch.is_grad_enabled
 
@@ -101,11 +106,20 @@ def build_direct(get=lookup, missing: dict = MISSING):
         """Whether a call may skip the dispatcher and autograd: plain tensors, nothing requires
         grad, no tracing, torch.func transform or dispatch mode active. Such a call gets the same
         kernel without their cost (about 60 us a call, measured)."""
-        if is_compiling() or functorch_active() or dispatch_stack() or function_mode() \
-                or forward_ad._current_level >= 0 or tracing_state():
+        if (
+            is_compiling()
+            or functorch_active()
+            or dispatch_stack()
+            or function_mode()
+            or forward_ad._current_level >= 0
+            or tracing_state()
+        ):
             return False
         grad = grad_enabled()
-        return all(t is None or (type(t) is Tensor and not (grad and t.requires_grad)) for t in tensors)
+        return all(
+            t is None or (type(t) is Tensor and not (grad and t.requires_grad)) for t in tensors
+        )
+
     return direct
 
 
@@ -126,14 +140,16 @@ def build_slp(get=lookup, missing: dict = MISSING):
         compile_ = kernel.compile
 
         def compile_slp(sig):
-            with lock:              # no other compile sees the flag (the lock is re-entrant)
+            with lock:  # no other compile sees the flag (the lock is re-entrant)
                 old, config.SLP_VECTORIZE = config.SLP_VECTORIZE, 1
                 try:
                     return compile_(sig)
                 finally:
                     config.SLP_VECTORIZE = old
+
         kernel.compile = compile_slp
         return kernel
+
     return slp
 
 

@@ -1,4 +1,5 @@
 """``linear_recurrence``: the public entry point (NumPy in and out, any axis, ``out=``) over ``op.py``."""
+
 from __future__ import annotations
 
 import warnings
@@ -23,13 +24,22 @@ def _from_numpy(v):
         v = v.astype(v.dtype.newbyteorder("="))
     if any(s < 0 or s % v.itemsize for s in v.strides):
         v = np.ascontiguousarray(v)
-    with warnings.catch_warnings():               # read-only views (np.broadcast_to) are only read
+    with warnings.catch_warnings():  # read-only views (np.broadcast_to) are only read
         warnings.filterwarnings("ignore", "The given NumPy array is not writable")
         return torch.from_numpy(v)
 
 
-def linear_recurrence(a, x, h0=None, *, dim: int = 0, reverse: bool = False, backend: str = "auto",
-                      out=None, cu_seqlens=None):
+def linear_recurrence(
+    a,
+    x,
+    h0=None,
+    *,
+    dim: int = 0,
+    reverse: bool = False,
+    backend: str = "auto",
+    out=None,
+    cu_seqlens=None,
+):
     """Solve ``h[t] = a[t] * h[t-1] + x[t]`` along axis ``dim``, elementwise over every other axis.
 
     Args:
@@ -58,8 +68,10 @@ def linear_recurrence(a, x, h0=None, *, dim: int = 0, reverse: bool = False, bac
     """
     as_numpy = isinstance(a, np.ndarray)
     if as_numpy != isinstance(x, np.ndarray):
-        raise TypeError(f"arguments 'a' and 'x' must both be torch tensors or both numpy arrays; "
-                        f"got a {type(a).__name__} and x {type(x).__name__}")
+        raise TypeError(
+            f"arguments 'a' and 'x' must both be torch tensors or both numpy arrays; "
+            f"got a {type(a).__name__} and x {type(x).__name__}"
+        )
     if isinstance(cu_seqlens, np.ndarray):
         cu_seqlens = _from_numpy(cu_seqlens)
     out_np = None
@@ -69,15 +81,17 @@ def linear_recurrence(a, x, h0=None, *, dim: int = 0, reverse: bool = False, bac
             out_np, out = out, _numpy_out(out)
     dim = check_inputs(a, x, h0, dim, packed=cu_seqlens is not None)
     if backend != "auto":
-        registry.get(backend)                     # an unknown name fails here, before any work
+        registry.get(backend)  # an unknown name fails here, before any work
     if out is not None:
         check_out(out, a, x, h0)
     at, xt = (t.movedim(dim, 0) if dim else t for t in (a, x))
     if cu_seqlens is not None and backend == "log-space":
-        raise ValueError("backend 'log-space' cannot take argument 'cu_seqlens': a reset is a "
-                         "gate of 0 and log-space needs every gate > 0; pick another backend")
+        raise ValueError(
+            "backend 'log-space' cannot take argument 'cu_seqlens': a reset is a "
+            "gate of 0 and log-space needs every gate > 0; pick another backend"
+        )
     if out is None:
-        if cu_seqlens is not None:                # see packed.py: compile, vmap, non-finite values
+        if cu_seqlens is not None:  # see packed.py: compile, vmap, non-finite values
             h = packed_scan(at, xt, h0, cu_seqlens, reverse, backend)
         else:
             h = scan(at, xt, h0, reverse, backend)
@@ -91,7 +105,7 @@ def linear_recurrence(a, x, h0=None, *, dim: int = 0, reverse: bool = False, bac
     else:
         scan_out_op(at, xt, h0, reverse, backend, out=outt)
     if out_np is not None and not np.shares_memory(out_np, out.numpy()):
-        np.copyto(out_np, out.numpy())            # a byte order or strides torch cannot view
+        np.copyto(out_np, out.numpy())  # a byte order or strides torch cannot view
     return out_np if as_numpy else out
 
 
@@ -99,8 +113,9 @@ def _numpy_out(out):
     """A tensor to write a NumPy ``out`` through: its memory where torch can view it, else a
     native scratch copied back after the call."""
     if not isinstance(out, np.ndarray):
-        raise TypeError(f"argument 'out' must be a numpy array for numpy inputs; got "
-                        f"{type(out).__name__}")
+        raise TypeError(
+            f"argument 'out' must be a numpy array for numpy inputs; got {type(out).__name__}"
+        )
     if not out.flags.writeable:
         raise ValueError("argument 'out' is a read-only numpy array; pass a writable one")
     if out.dtype.isnative and all(s >= 0 and s % out.itemsize == 0 for s in out.strides):

@@ -23,6 +23,7 @@ idempotent: ``make bench`` and ``benchmarks/gpu.sh`` run it after every asv run.
 committed results, echoes asv's output with a line after each benchmark saying how many are done
 and about how long is left, stamps the results with HEAD and normalises them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,11 +44,17 @@ from . import atomic
 
 # The checkout: this package's parent (an editable install, or PYTHONPATH=the tree as gpu.sh sets),
 # else the current folder.
-ROOT = next((p for p in (Path(__file__).resolve().parent.parent, Path.cwd())
-             if (p / "asv.conf.json").is_file()), Path.cwd())
+ROOT = next(
+    (
+        p
+        for p in (Path(__file__).resolve().parent.parent, Path.cwd())
+        if (p / "asv.conf.json").is_file()
+    ),
+    Path.cwd(),
+)
 CONFIG = ROOT / "asv.conf.json"
 RESULTS = ROOT / "results" / "asv"
-REFERENCE_MACHINE = "intel-xeon-2c"      # whose durations estimate a machine without results
+REFERENCE_MACHINE = "intel-xeon-2c"  # whose durations estimate a machine without results
 
 # ``make bench``'s default benchmarks (asv -b regexes, matched as asv does: against
 # "name(param, ...)", so a regex can pick parameter points). They cover what the charts, tables
@@ -69,11 +76,12 @@ DEFAULT_SUBSET = [
     r"^bench_peers\.AutoVsPeers\.",
     r"^bench_(cpu|paper|models|regression|memory|packed|compare)\.",
 ]
-FIXED_SECONDS = 25.0                     # asv's discovery (imports torch) and its forkserver start
+FIXED_SECONDS = 25.0  # asv's discovery (imports torch) and its forkserver start
 
 
 # ---------------------------------------------------------------------------------------------
 # Renamed benchmarks and explicit versions
+
 
 def _backend_scale(backend: str) -> float:
     """bench_bandwidth.shape: T x 32 on the GPU, T / 4 on the CPU."""
@@ -104,20 +112,32 @@ def _scan_over_copy(percent, point):
 # (it counts any rise as a regression): the new benchmark measures the inverse, and the transform
 # turns an old value into exactly the value the new benchmark would have recorded.
 RENAMES = {
-    "bench_bandwidth.Copy.track_copy_GBps_higher_is_better":
-        ("bench_bandwidth.Copy.track_copy_seconds", _copy_seconds),
-    "bench_bandwidth.ScanBandwidth.track_percent_of_copy_higher_is_better":
-        ("bench_bandwidth.ScanBandwidth.track_scan_over_copy", _scan_over_copy),
-    "bench_bandwidth.ScanBandwidth.track_scan_GBps_higher_is_better":
-        ("bench_bandwidth.ScanBandwidth.track_scan_seconds", _scan_seconds),
-    "bench_cpu.AutoVsBest.track_best_over_auto_higher_is_better":
-        ("bench_cpu.AutoVsBest.track_auto_over_best", _invert),
-    "bench_cpu.AutoVsBest.track_worst_best_over_auto_higher_is_better":      # retired in 41141ac
-        ("bench_cpu.AutoVsBest.track_worst_auto_over_best", _invert),
-    "bench_cpu.AllCoresOverOne.track_copy_all_cores_over_one":
-        ("bench_cpu.AllCoresOverOne.track_copy_time_all_cores_over_one", _invert),
-    "bench_peers.AutoVsPeers.track_worst_peer_over_auto_higher_is_better":
-        ("bench_peers.AutoVsPeers.track_auto_over_fastest_peer", _invert),
+    "bench_bandwidth.Copy.track_copy_GBps_higher_is_better": (
+        "bench_bandwidth.Copy.track_copy_seconds",
+        _copy_seconds,
+    ),
+    "bench_bandwidth.ScanBandwidth.track_percent_of_copy_higher_is_better": (
+        "bench_bandwidth.ScanBandwidth.track_scan_over_copy",
+        _scan_over_copy,
+    ),
+    "bench_bandwidth.ScanBandwidth.track_scan_GBps_higher_is_better": (
+        "bench_bandwidth.ScanBandwidth.track_scan_seconds",
+        _scan_seconds,
+    ),
+    "bench_cpu.AutoVsBest.track_best_over_auto_higher_is_better": (
+        "bench_cpu.AutoVsBest.track_auto_over_best",
+        _invert,
+    ),
+    "bench_cpu.AutoVsBest.track_worst_best_over_auto_higher_is_better":  # retired in 41141ac
+    ("bench_cpu.AutoVsBest.track_worst_auto_over_best", _invert),
+    "bench_cpu.AllCoresOverOne.track_copy_all_cores_over_one": (
+        "bench_cpu.AllCoresOverOne.track_copy_time_all_cores_over_one",
+        _invert,
+    ),
+    "bench_peers.AutoVsPeers.track_worst_peer_over_auto_higher_is_better": (
+        "bench_peers.AutoVsPeers.track_auto_over_fastest_peer",
+        _invert,
+    ),
 }
 
 # benchmark -> {asv's code hash: the explicit version now set on it}. A hash maps to the version
@@ -126,74 +146,106 @@ RENAMES = {
 # amd-epyc-2c's rows at 5a7871a5 of Copy, ScanBandwidth and ScanForward predate the GPU buffer
 # sizes and ScanForward's output axis, so they keep their hashes.
 VERSIONS = {
-    "bench_bandwidth.Copy.time_copy":
-        {"8ef6746515d5cbd00ca634378301cd5a5b3f9bad935d6e19e74c60dd2be85966": "1"},
-    "bench_bandwidth.Copy.track_copy_seconds":
-        {"396dfac452fa48c95124e5432022481fe587277b56968d3b7ed90d648279f4a5": "1"},
-    "bench_bandwidth.ScanBandwidth.track_scan_over_copy":
-        {"09f8b1c55a050151d6df3fa6244c22ea5650d42d606bf26767e0d020ab37b09e": "1"},
-    "bench_bandwidth.ScanBandwidth.track_scan_seconds":
-        {"57585281de2a34291fea1ffec3a898490c24cdc9ec7e1da8c98a255ae643cd55": "1"},
-    "bench_compare.AnchorShape.time_forward":
-        {"2cb15897984bbd204cd1671675a4506a3d3a619ecd42fd019644be8c336d12aa": "1"},
-    "bench_cpu.AllCoresOverOne.track_copy_time_all_cores_over_one":
-        {"cf838d25489d2b3e991050c5270b1cfa3165329e451aa65645c7d0ef5adca54d": "1"},
-    "bench_cpu.AutoVsBest.track_auto_over_best":                 # 41141ac; 205e0b6 (a refactor)
-        {"b2e7da438ecf3430d6e14d63ec280eaf0be7f3ef634cb7b57f6e44ffa275b69e": "1",
-         "5237ccea1f797d0ab5f903c8e1d797ef303d194edc9812b2329f886ae1f0cdcb": "1"},
-    "bench_cpu.AutoVsBest.track_worst_auto_over_best":           # one median each; 3 rounds (6de92e7)
-        {"fefd3c18305f62770e66ca53ea84c254e8ac88376bf070fd6e6543bc902cd833": "1",
-         "74ff77631a14316b0a13bc9832ea4a3e7b908e783e5496772b1e95291161bc73": "2"},
-    "bench_cpu.CPUGrid.time_scan":
-        {"d1079deff64fec89a71c8770cf2407952f6146708ff571664be8dc54ec6c7692": "1"},
-    "bench_cpu.FirstTouch.time_fill":
-        {"5264469216f03f03dd40a99644533d2dbf0f7c9f6ab345ea288da8f074584854": "1"},
-    "bench_cpu.ReverseOverForward.track_reverse_over_forward":
-        {"ac61c8f203aa4bbefc9658d7eadcf02d49d2022c3ea829ad37b83480ad6f1778": "1"},
-    "bench_memory.BroadcastGate.peakmem_broadcast_gate":
-        {"010b77b1353f73898243344f85c9b3148a2c65ac3824be84f30454b8422a32a4": "1"},
-    "bench_memory.BroadcastGate.track_peak_growth_over_output":
-        {"a2368324f3ad8487840b9f748b5933011c6a1a3cafd348ca50c0b4938c2f07f0": "1"},
-    "bench_models.Heatmap.time_train_step":
-        {"00454151330ce8ef0a539d942b3ffdae377b7ea7f19f4d8e7e5de6740ca97f0a": "1"},
-    "bench_models.Table2.time_train_step":
-        {"087ed50b2aa03fb0bab84a38ae7ea951a7016edf6db5e33c0369e1eabdfa2598": "1"},
-    "bench_packed.PackedVsPadded.time_scan":
-        {"ca5cdbca494822636c5e111bd7177b9ec9ad57c609f888ea305668fe9ad1f279": "1"},
-    "bench_paper.Table1.time_forward":
-        {"efbe9167bf072dc70e0cc90e5c0dc8ea0ee5bfeb3db3bb81eff4e4426d55cb3c": "1"},
-    "bench_peers.AutoVsPeers.track_auto_over_fastest_peer":      # one median each; 3 rounds (aad415b)
-        {"6ad88fcc77dd388c23af208f26c526ad2c18a6a3fb0aac6cb8ae85d521b111b1": "1",
-         "c01bc2f1e65183b0630f893cf029de6dc24df790c16b2b3fd327e06259aacd96": "1",
-         "d859f4f8ed4d84d81a15fe64842ea227569942a7b81c3c9bb5ca1a463a110fd4": "2",
-         "44190d706baba0ecbbaf7f661b5387cfc71bf56a419b5f05ee68457d0eac83ad": "2"},
-    "bench_peers.Peers.time_forward":
-        {"30da91a51b5e63e0733b9af684e42cdbd081909eebd7b6f1b036b963d5d47b1b": "1"},
-    "bench_regression.Regression.time_scan":
-        {"8d172bbb5f530e752f5002a4b84764606f3fadf5c4e813df2d5251d5427f1bbe": "1"},
-    "bench_scan.ScanForward.time_forward":
-        {"6025beb259839c816e110d7386116ea6a26f52b331059aaca412a4e6bc6e3da6": "1"},
-    "bench_scan.ScanForwardBackward.time_forward_backward":
-        {"3897442532f186f71da1ba2c3784813ca95132a8ab7899d9d86ee583635442b3": "1"},
+    "bench_bandwidth.Copy.time_copy": {
+        "8ef6746515d5cbd00ca634378301cd5a5b3f9bad935d6e19e74c60dd2be85966": "1"
+    },
+    "bench_bandwidth.Copy.track_copy_seconds": {
+        "396dfac452fa48c95124e5432022481fe587277b56968d3b7ed90d648279f4a5": "1"
+    },
+    "bench_bandwidth.ScanBandwidth.track_scan_over_copy": {
+        "09f8b1c55a050151d6df3fa6244c22ea5650d42d606bf26767e0d020ab37b09e": "1"
+    },
+    "bench_bandwidth.ScanBandwidth.track_scan_seconds": {
+        "57585281de2a34291fea1ffec3a898490c24cdc9ec7e1da8c98a255ae643cd55": "1"
+    },
+    "bench_compare.AnchorShape.time_forward": {
+        "2cb15897984bbd204cd1671675a4506a3d3a619ecd42fd019644be8c336d12aa": "1"
+    },
+    "bench_cpu.AllCoresOverOne.track_copy_time_all_cores_over_one": {
+        "cf838d25489d2b3e991050c5270b1cfa3165329e451aa65645c7d0ef5adca54d": "1"
+    },
+    "bench_cpu.AutoVsBest.track_auto_over_best":  # 41141ac; 205e0b6 (a refactor)
+    {
+        "b2e7da438ecf3430d6e14d63ec280eaf0be7f3ef634cb7b57f6e44ffa275b69e": "1",
+        "5237ccea1f797d0ab5f903c8e1d797ef303d194edc9812b2329f886ae1f0cdcb": "1",
+    },
+    "bench_cpu.AutoVsBest.track_worst_auto_over_best":  # one median each; 3 rounds (6de92e7)
+    {
+        "fefd3c18305f62770e66ca53ea84c254e8ac88376bf070fd6e6543bc902cd833": "1",
+        "74ff77631a14316b0a13bc9832ea4a3e7b908e783e5496772b1e95291161bc73": "2",
+    },
+    "bench_cpu.CPUGrid.time_scan": {
+        "d1079deff64fec89a71c8770cf2407952f6146708ff571664be8dc54ec6c7692": "1"
+    },
+    "bench_cpu.FirstTouch.time_fill": {
+        "5264469216f03f03dd40a99644533d2dbf0f7c9f6ab345ea288da8f074584854": "1"
+    },
+    "bench_cpu.ReverseOverForward.track_reverse_over_forward": {
+        "ac61c8f203aa4bbefc9658d7eadcf02d49d2022c3ea829ad37b83480ad6f1778": "1"
+    },
+    "bench_memory.BroadcastGate.peakmem_broadcast_gate": {
+        "010b77b1353f73898243344f85c9b3148a2c65ac3824be84f30454b8422a32a4": "1"
+    },
+    "bench_memory.BroadcastGate.track_peak_growth_over_output": {
+        "a2368324f3ad8487840b9f748b5933011c6a1a3cafd348ca50c0b4938c2f07f0": "1"
+    },
+    "bench_models.Heatmap.time_train_step": {
+        "00454151330ce8ef0a539d942b3ffdae377b7ea7f19f4d8e7e5de6740ca97f0a": "1"
+    },
+    "bench_models.Table2.time_train_step": {
+        "087ed50b2aa03fb0bab84a38ae7ea951a7016edf6db5e33c0369e1eabdfa2598": "1"
+    },
+    "bench_packed.PackedVsPadded.time_scan": {
+        "ca5cdbca494822636c5e111bd7177b9ec9ad57c609f888ea305668fe9ad1f279": "1"
+    },
+    "bench_paper.Table1.time_forward": {
+        "efbe9167bf072dc70e0cc90e5c0dc8ea0ee5bfeb3db3bb81eff4e4426d55cb3c": "1"
+    },
+    "bench_peers.AutoVsPeers.track_auto_over_fastest_peer":  # one median each; 3 rounds (aad415b)
+    {
+        "6ad88fcc77dd388c23af208f26c526ad2c18a6a3fb0aac6cb8ae85d521b111b1": "1",
+        "c01bc2f1e65183b0630f893cf029de6dc24df790c16b2b3fd327e06259aacd96": "1",
+        "d859f4f8ed4d84d81a15fe64842ea227569942a7b81c3c9bb5ca1a463a110fd4": "2",
+        "44190d706baba0ecbbaf7f661b5387cfc71bf56a419b5f05ee68457d0eac83ad": "2",
+    },
+    "bench_peers.Peers.time_forward": {
+        "30da91a51b5e63e0733b9af684e42cdbd081909eebd7b6f1b036b963d5d47b1b": "1"
+    },
+    "bench_regression.Regression.time_scan": {
+        "8d172bbb5f530e752f5002a4b84764606f3fadf5c4e813df2d5251d5427f1bbe": "1"
+    },
+    "bench_scan.ScanForward.time_forward": {
+        "6025beb259839c816e110d7386116ea6a26f52b331059aaca412a4e6bc6e3da6": "1"
+    },
+    "bench_scan.ScanForwardBackward.time_forward_backward": {
+        "3897442532f186f71da1ba2c3784813ca95132a8ab7899d9d86ee583635442b3": "1"
+    },
 }
 
 
 # ---------------------------------------------------------------------------------------------
 # Environment names
 
+
 def configured_env(config: Path = CONFIG) -> dict:
     """The environment asv run/continuous build from ``config``: tool, name, python, requirements,
     env_vars (asv's own code computes them, so the names are asv's)."""
     from asv.config import Config
     from asv.environment import get_environments
+
     conf = Config.load(str(config))
     envs = list(get_environments(conf, None, verbose=False))
     if len(envs) != 1:
         raise ValueError(f"{config}: {len(envs)} environments in the matrix; normalise expects one")
     env = envs[0]
-    return dict(tool=env.tool_name, name=env.name, python=env.python,
-                requirements=dict(env.requirements), env_vars=dict(env.env_vars),
-                tagged_env_vars=dict(env._tagged_env_vars))
+    return dict(
+        tool=env.tool_name,
+        name=env.name,
+        python=env.python,
+        requirements=dict(env.requirements),
+        env_vars=dict(env.env_vars),
+        tagged_env_vars=dict(env._tagged_env_vars),
+    )
 
 
 _QUERY = """import importlib.metadata as m, json, sys
@@ -213,8 +265,9 @@ def interpreter(python: str, dists: list[str]) -> dict | None:
     key = (python, tuple(dists))
     if key not in _interpreters:
         try:
-            out = subprocess.run([python, "-c", _QUERY, *dists], capture_output=True, text=True,
-                                 timeout=60)
+            out = subprocess.run(
+                [python, "-c", _QUERY, *dists], capture_output=True, text=True, timeout=60
+            )
             _interpreters[key] = json.loads(out.stdout) if out.returncode == 0 else None
         except (OSError, ValueError, subprocess.SubprocessError):
             _interpreters[key] = None
@@ -225,6 +278,7 @@ def canonical_env(env: dict, python_path: str | None = None) -> dict:
     """The name, python and requirements of an ``existing`` environment as asv would name the
     configured environment holding the same versions. With no runnable interpreter, the pins."""
     from asv.environment import get_env_name
+
     reqs = dict(env["requirements"])
     python = env["python"]
     info = interpreter(python_path, [k.split("+", 1)[-1] for k in reqs]) if python_path else None
@@ -233,8 +287,8 @@ def canonical_env(env: dict, python_path: str | None = None) -> dict:
         for key in list(reqs):
             found = info["versions"].get(key.split("+", 1)[-1])
             if found is None:
-                del reqs[key]                                # not installed: not in the name
-            elif found.split("+", 1)[0] != reqs[key]:        # 2.13.0+cpu satisfies ==2.13.0
+                del reqs[key]  # not installed: not in the name
+            elif found.split("+", 1)[0] != reqs[key]:  # 2.13.0+cpu satisfies ==2.13.0
                 reqs[key] = found.split("+", 1)[0]
     name = get_env_name(env["tool"], python, reqs, env["tagged_env_vars"])
     return dict(name=name, python=python, requirements=reqs, env_vars=env["env_vars"])
@@ -243,6 +297,7 @@ def canonical_env(env: dict, python_path: str | None = None) -> dict:
 def result_filename(commit: str, env_name: str) -> str:
     """asv.results.get_filename without the machine folder."""
     import hashlib
+
     if env_name and len(env_name) >= 128:
         env_name = "env-" + hashlib.md5(env_name.encode("utf-8")).hexdigest()
     return f"{commit[:8]}-{env_name}.json"
@@ -250,6 +305,7 @@ def result_filename(commit: str, env_name: str) -> str:
 
 # ---------------------------------------------------------------------------------------------
 # Rows of asv's results format (version 2)
+
 
 def _isna(v) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v))
@@ -287,8 +343,9 @@ def _transform_row(row: dict, param_names: list[str] | None, fn) -> dict:
     result = row.get("result")
     row["result"] = each(result) if isinstance(result, list) else result
     if row.get("samples"):
-        row["samples"] = [None if s is None else [fn(x, p) for x in s]
-                          for s, p in zip(row["samples"], points)]
+        row["samples"] = [
+            None if s is None else [fn(x, p) for x in s] for s, p in zip(row["samples"], points)
+        ]
     for lo, hi in (("stats_ci_99_a", "stats_ci_99_b"), ("stats_q_25", "stats_q_75")):
         a, b = each(row.get(lo)), each(row.get(hi))
         row[lo], row[hi] = b, a
@@ -313,13 +370,25 @@ def _merge_rows(old: dict, new: dict) -> dict:
     """``new`` (the later measurement) over ``old``: point by point when both measured the same
     version over the same parameters (an unmeasured point of ``new`` keeps ``old``'s), else
     ``new`` whole."""
-    if (old.get("version") != new.get("version") or old.get("params") != new.get("params")
-            or not isinstance(old.get("result"), list) or not isinstance(new.get("result"), list)):
+    if (
+        old.get("version") != new.get("version")
+        or old.get("params") != new.get("params")
+        or not isinstance(old.get("result"), list)
+        or not isinstance(new.get("result"), list)
+    ):
         return new
     out = dict(new)
     n = len(new["result"])
-    for col in ("result", "stats_ci_99_a", "stats_ci_99_b", "stats_q_25", "stats_q_75",
-                "stats_number", "stats_repeat", "samples"):
+    for col in (
+        "result",
+        "stats_ci_99_a",
+        "stats_ci_99_b",
+        "stats_q_25",
+        "stats_q_75",
+        "stats_number",
+        "stats_repeat",
+        "samples",
+    ):
         a, b = old.get(col) or [None] * n, new.get(col) or [None] * n
         merged = [b[i] if not _isna(new["result"][i]) else a[i] for i in range(n)]
         out[col] = None if all(v is None for v in merged) else merged
@@ -358,7 +427,9 @@ def migrate_benchmarks(data: dict, index: dict | None = None) -> list[str]:
     for old, (new, fn) in RENAMES.items():
         if old not in data["results"]:
             continue
-        row = _transform_row(_row(data, old), _OLD_PARAM_NAMES.get(old) or _param_names(new, index), fn)
+        row = _transform_row(
+            _row(data, old), _OLD_PARAM_NAMES.get(old) or _param_names(new, index), fn
+        )
         del data["results"][old]
         if new in data["results"]:
             a, b = row, _row(data, new)
@@ -390,8 +461,9 @@ def _dump(data: dict) -> bytes:
 DESCRIPTION = {"os", "arch", "cpu", "num_cpu", "ram"}
 
 
-def normalise(results: Path = RESULTS, machine: str | None = None, config: Path = CONFIG,
-              log=print) -> list[str]:
+def normalise(
+    results: Path = RESULTS, machine: str | None = None, config: Path = CONFIG, log=print
+) -> list[str]:
     """Rewrite every result file under ``results`` (one machine's folder with ``machine``): an
     ``existing-*`` environment renamed to the configured one's name (see ``canonical_env``),
     benchmarks renamed and versions made explicit (``migrate_benchmarks``), machine descriptions
@@ -421,8 +493,11 @@ def normalise(results: Path = RESULTS, machine: str | None = None, config: Path 
                 data["python"] = canon["python"]
                 data["requirements"] = canon["requirements"]
                 data["env_vars"] = canon["env_vars"]
-                params = {k: v for k, v in data["params"].items()
-                          if k in ("machine", "python") or not k.startswith(("pip+", "conda+"))}
+                params = {
+                    k: v
+                    for k, v in data["params"].items()
+                    if k in ("machine", "python") or not k.startswith(("pip+", "conda+"))
+                }
                 params.update(python=canon["python"], **canon["requirements"])
                 data["params"] = params
             described = sorted(DESCRIPTION & set(data["params"]))
@@ -447,6 +522,7 @@ def normalise(results: Path = RESULTS, machine: str | None = None, config: Path 
 # ---------------------------------------------------------------------------------------------
 # The subset, its estimate and progress
 
+
 def selection(index: dict, regexes: list[str] | None) -> dict:
     """asv's -b selection (asv/benchmarks.py): {benchmark: selected point indices, or None for an
     unparameterised one}; a benchmark none of whose points matches is left out."""
@@ -456,8 +532,11 @@ def selection(index: dict, regexes: list[str] | None) -> dict:
             continue
         params = meta.get("params") or []
         if params:
-            idx = [i for i, combo in enumerate(_points(params))
-                   if not regexes or any(re.search(r, f"{name}({', '.join(combo)})") for r in regexes)]
+            idx = [
+                i
+                for i, combo in enumerate(_points(params))
+                if not regexes or any(re.search(r, f"{name}({', '.join(combo)})") for r in regexes)
+            ]
             if idx:
                 chosen[name] = idx
         elif not regexes or any(re.search(r, name) for r in regexes):
@@ -490,20 +569,23 @@ def reference_durations(results: Path = RESULTS, machine: str | None = None) -> 
                 continue
             for name in names:
                 row = _row(data, name)
-                once = name.split(".")[-1].startswith(("track_", "peakmem_"))   # quick or not
+                once = name.split(".")[-1].startswith(("track_", "peakmem_"))  # quick or not
                 if row.get("duration") is None or not (once or _quick_row(row)):
                     continue
                 if name not in rows or (row.get("started_at") or 0) > rows[name][0]:
                     result = row.get("result")
-                    ran = ([i for i, v in enumerate(result) if not _isna(v)]
-                           if isinstance(result, list) else [])
+                    ran = (
+                        [i for i, v in enumerate(result) if not _isna(v)]
+                        if isinstance(result, list)
+                        else []
+                    )
                     rows[name] = (row.get("started_at") or 0, row["duration"], ran)
         for name, (_, seconds, ran) in rows.items():
             found.setdefault(name, (seconds, ran, m))
     return found
 
 
-SKIP_SECONDS = 0.01                      # a point that is n/a at once (a forked process, setup)
+SKIP_SECONDS = 0.01  # a point that is n/a at once (a forked process, setup)
 
 
 def estimate(index: dict, chosen: dict, reference: dict) -> dict:
@@ -528,7 +610,7 @@ def _clock(seconds: float) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
-UNKNOWN_SECONDS = 30.0                   # a benchmark no result file has a duration for
+UNKNOWN_SECONDS = 30.0  # a benchmark no result file has a duration for
 
 
 class Progress:
@@ -542,9 +624,9 @@ class Progress:
         self.est = {k: (v if v is not None else UNKNOWN_SECONDS) for k, (v, _) in estimates.items()}
         self.out, self.clock = out, clock
         self.start = clock()
-        self.done: dict = {}             # name -> seconds it took
-        self.current: tuple | None = None    # (name, started)
-        self.pending = ""                # a partial line of asv's output (already echoed)
+        self.done: dict = {}  # name -> seconds it took
+        self.current: tuple | None = None  # (name, started)
+        self.pending = ""  # a partial line of asv's output (already echoed)
 
     def _name(self, token: str) -> str | None:
         token = token.lstrip(".")
@@ -568,8 +650,10 @@ class Progress:
         return rest
 
     def status(self) -> str:
-        return (f"[make bench] {len(self.done)}/{len(self.est)} benchmarks done in "
-                f"{_clock(self.clock() - self.start)}; about {_clock(self.left())} left")
+        return (
+            f"[make bench] {len(self.done)}/{len(self.est)} benchmarks done in "
+            f"{_clock(self.clock() - self.start)}; about {_clock(self.left())} left"
+        )
 
     def feed(self, text: str) -> None:
         """asv's output, as it arrives: echoed, with a status line after each finished benchmark."""
@@ -599,8 +683,12 @@ class Progress:
 
     def heartbeat(self) -> None:
         """A status line while a long benchmark runs (breaking asv's open line if need be)."""
-        what = (f"; running {self.current[0]} for {_clock(self.clock() - self.current[1])} "
-                f"(recorded: {_clock(self.est[self.current[0]])})" if self.current else "")
+        what = (
+            f"; running {self.current[0]} for {_clock(self.clock() - self.current[1])} "
+            f"(recorded: {_clock(self.est[self.current[0]])})"
+            if self.current
+            else ""
+        )
         self.out.write(("\n" if self.pending else "") + self.status() + what + "\n")
         self.out.flush()
 
@@ -608,6 +696,7 @@ class Progress:
 def run_with_progress(cmd: list[str], progress: Progress, env=None, heartbeat: float = 60.0) -> int:
     """Run ``cmd`` (asv), feeding its merged stdout and stderr to ``progress``; its exit status."""
     import codecs
+
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     fd = proc.stdout.fileno()
     decode = codecs.getincrementaldecoder("utf-8")("replace").decode
@@ -633,8 +722,9 @@ def run_with_progress(cmd: list[str], progress: Progress, env=None, heartbeat: f
 
 
 def _git(*args) -> str:
-    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
-                          check=True).stdout.strip()
+    return subprocess.run(
+        ["git", *args], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def plan(regexes: list[str] | None, results: Path = RESULTS, machine: str | None = None):
@@ -651,9 +741,11 @@ def describe(index, chosen, est, total) -> str:
     every = sum(len(_points(m.get("params") or [])) for m in index.values() if isinstance(m, dict))
     sources = sorted({n for v, n in est.values() if v is not None})
     unknown = [k for k, (v, _) in est.items() if v is None]
-    text = (f"{len(chosen)} benchmarks, {points} of {every} parameter points; expected "
-            f"{_clock(total)} (the durations asv recorded for --quick on {', '.join(sources)}, "
-            f"plus {FIXED_SECONDS:.0f} s for discovery)")
+    text = (
+        f"{len(chosen)} benchmarks, {points} of {every} parameter points; expected "
+        f"{_clock(total)} (the durations asv recorded for --quick on {', '.join(sources)}, "
+        f"plus {FIXED_SECONDS:.0f} s for discovery)"
+    )
     if unknown:
         text += f"; {len(unknown)} never recorded, counted {UNKNOWN_SECONDS:.0f} s each"
     return text
@@ -661,6 +753,7 @@ def describe(index, chosen, est, total) -> str:
 
 def bench(args) -> int:
     from .machine import name as machine_name
+
     machine = args.machine or machine_name()
     regexes = None if args.full else (args.bench or DEFAULT_SUBSET)
     index, chosen, est, total = plan(regexes, args.results, machine)
@@ -668,9 +761,21 @@ def bench(args) -> int:
     head = _git("rev-parse", "HEAD")
     # -a rounds=1: what --quick runs anyway; without it asv 0.6.6 counts the suite's default two
     # rounds in its [ NN%] progress, which then stops at 50 %.
-    cmd = [os.path.join(os.path.dirname(python), "asv"), "run", "-E", f"existing:{python}",
-           "--quick", "-a", "rounds=1", "--launch-method", args.launch_method,
-           "--set-commit-hash", head, "--machine", machine]
+    cmd = [
+        os.path.join(os.path.dirname(python), "asv"),
+        "run",
+        "-E",
+        f"existing:{python}",
+        "--quick",
+        "-a",
+        "rounds=1",
+        "--launch-method",
+        args.launch_method,
+        "--set-commit-hash",
+        head,
+        "--machine",
+        machine,
+    ]
     for r in regexes or []:
         cmd += ["-b", r]
     if args.no_save:
@@ -680,8 +785,10 @@ def bench(args) -> int:
         env["LRBENCH_BENCH_SKIP_COMPILE"] = "1"
     print(f"make bench on {machine}: {describe(index, chosen, est, total)}")
     if _git("status", "--porcelain", "--untracked-files=no", "--", "lrbench", "kernels"):
-        print("make bench: lrbench/ or kernels/ has uncommitted changes; the results are stamped "
-              f"with HEAD ({head[:8]}) but measure the working tree")
+        print(
+            "make bench: lrbench/ or kernels/ has uncommitted changes; the results are stamped "
+            f"with HEAD ({head[:8]}) but measure the working tree"
+        )
     print("make bench: " + " ".join(shlex.quote(c) for c in cmd), flush=True)
     if args.dry_run:
         return 0
@@ -692,13 +799,17 @@ def bench(args) -> int:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m lrbench.asv_results", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m lrbench.asv_results", description=__doc__.split("\n\n")[0]
+    )
     sub = p.add_subparsers(dest="command", required=True)
     n = sub.add_parser("normalise", help="one environment name per machine in the result files")
     n.add_argument("--results", type=Path, default=RESULTS)
     n.add_argument("--machine", help="only this machine's folder")
-    for name, helptext in (("estimate", "the expected time of a make bench run"),
-                           ("bench", "make bench's asv run, with progress, then normalise")):
+    for name, helptext in (
+        ("estimate", "the expected time of a make bench run"),
+        ("bench", "make bench's asv run, with progress, then normalise"),
+    ):
         s = sub.add_parser(name, help=helptext)
         g = s.add_mutually_exclusive_group()
         g.add_argument("--full", action="store_true", help="every benchmark (make bench FULL=1)")
@@ -709,14 +820,18 @@ def main(argv=None) -> int:
             s.add_argument("--python", help="the interpreter asv runs in (default: this one)")
             s.add_argument("--launch-method", default="forkserver")
             s.add_argument("--dry-run", action="store_true", help="print the plan and the command")
-            s.add_argument("--no-save", action="store_true",
-                           help="run asv with --dry-run: progress shown, no results written")
+            s.add_argument(
+                "--no-save",
+                action="store_true",
+                help="run asv with --dry-run: progress shown, no results written",
+            )
     args = p.parse_args(argv)
     if args.command == "normalise":
         normalise(args.results, args.machine)
         return 0
     if args.command == "estimate":
         from .machine import name as machine_name
+
         regexes = None if args.full else (args.bench or DEFAULT_SUBSET)
         index, chosen, est, total = plan(regexes, args.results, args.machine or machine_name())
         for k in sorted(est, key=lambda k: -(est[k][0] or 0)):

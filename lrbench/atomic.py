@@ -2,6 +2,7 @@
 the target. A run killed at any moment leaves the old file or the new one, never half of one. The
 file gets the mode a new file gets (0666 less the umask: 0644 under umask 022), not the private
 0600 of a temporary file, and an error writing it names the target."""
+
 from __future__ import annotations
 
 import contextlib
@@ -40,7 +41,7 @@ def write(path, fill) -> Path:
     except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        if isinstance(e, OSError) and e.filename is None:     # e.g. a full disk: say which file
+        if isinstance(e, OSError) and e.filename is None:  # e.g. a full disk: say which file
             raise OSError(e.errno, e.strerror or str(e), str(path)) from e
         raise
     return path

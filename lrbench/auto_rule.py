@@ -50,6 +50,7 @@ pipeline's threshold there is about 2M elements (measured 1.33 at 4M).
 measured, or read from their cache) on the first call, and each N's threshold is cached; no file
 IO or measuring after that.
 """
+
 from __future__ import annotations
 
 import functools
@@ -59,13 +60,13 @@ from pathlib import Path
 
 TABLE = Path(__file__).with_name("auto_cpu.json")
 BENCHMARK = "bench_cpu.CPUGrid.time_scan"
-NS = (1, 2, 4, 8, 16, 64, 256, 4096)       # the N of CPUGrid: where a derived table is shown
+NS = (1, 2, 4, 8, 16, 64, 256, 4096)  # the N of CPUGrid: where a derived table is shown
 
-# cpu-chunked's own constants (lrbench/scan/cpu_chunked.py, _numba_chains.W), repeated so that
+# cpu-chunked's own constants (lrbench/scan/cpu/chunked.py, chains.W), repeated so that
 # deriving a rule imports no Numba; tests/test_auto_facts.py checks they agree.
 W, CHAINS_BELOW, HEAD, TILE_BYTES = 8, 16, 2 / 3, 64 << 20
-ITEMSIZE = 4                                # fp32, as CPUGrid measures
-WAKEUPS = {"pipeline": 2, "chains": 3}     # per tile, in units of the measured hand-off
+ITEMSIZE = 4  # fp32, as CPUGrid measures
+WAKEUPS = {"pipeline": 2, "chains": 3}  # per tile, in units of the measured hand-off
 MIN_SPEEDUP, MARGIN = 1.1, 1.15
 
 
@@ -77,7 +78,11 @@ def _costs(facts: dict, N: int, P: int, s: int) -> tuple[float, float, float]:
     """(sigma, kappa, overhead): cpu-serial's and cpu-chunked's seconds per element, and
     cpu-chunked's seconds per tile, as the module docstring models them."""
     bw1, bwP = facts["copy1_GBps"] * 1e9, facts["copyP_GBps"] * 1e9
-    h, lat, c = facts["handoff_us"] * 1e-6, facts["chain_ns"] * 1e-9, max(facts["compute_scale"], 1e-9)
+    h, lat, c = (
+        facts["handoff_us"] * 1e-6,
+        facts["chain_ns"] * 1e-9,
+        max(facts["compute_scale"], 1e-9),
+    )
     if pipelined(N):
         sigma = 3 * s / bw1
         return sigma, max(5 * P / (P + HEAD) * s / bwP, sigma / c), WAKEUPS["pipeline"] * h
@@ -89,13 +94,13 @@ def derive(facts: dict, N: int, threads: int, itemsize: int = ITEMSIZE) -> int |
     """The shortest T from which the model predicts cpu-chunked at least ``MIN_SPEEDUP`` x
     ``MARGIN`` as fast as cpu-serial for N channels, from a machine's ``hwfacts`` (None: never)."""
     if threads < 2 or (pipelined(N) and facts["copyP_GBps"] <= facts["copy1_GBps"]):
-        return None                                  # one core, or the cores add no bandwidth
+        return None  # one core, or the cores add no bandwidth
     sigma, kappa, overhead = _costs(facts, N, threads, itemsize)
     R = MIN_SPEEDUP * MARGIN
     if sigma <= R * kappa:
         return None
     n = math.ceil(overhead * R / (sigma - R * kappa))
-    if n * itemsize > TILE_BYTES:                    # past one tile: every tile pays again
+    if n * itemsize > TILE_BYTES:  # past one tile: every tile pays again
         return None
     return max(1, math.ceil(n / N))
 
@@ -124,6 +129,7 @@ def _machines() -> dict:
 @functools.cache
 def _machine() -> str:
     from . import machine
+
     return machine.name()
 
 
@@ -137,13 +143,18 @@ def rule() -> tuple[str, dict]:
     if entry is not None:
         return "table", {int(N): T for N, T in entry["chunked_from_T"].items()}
     from . import hwfacts
+
     try:
         return "facts", hwfacts.facts(name)
     except Exception as e:  # noqa: BLE001 - a choice of backend must not fail a call
         import warnings
-        warnings.warn(f"lrbench: auto could not measure this machine ({name}) to choose between "
-                      f"cpu-serial and cpu-chunked ({type(e).__name__}: {e}); it uses cpu-serial",
-                      RuntimeWarning, stacklevel=2)
+
+        warnings.warn(
+            f"lrbench: auto could not measure this machine ({name}) to choose between "
+            f"cpu-serial and cpu-chunked ({type(e).__name__}: {e}); it uses cpu-serial",
+            RuntimeWarning,
+            stacklevel=2,
+        )
         return "none", {}
 
 
@@ -166,4 +177,4 @@ def chunked_wins(T: int, N: int) -> bool:
 def reset() -> None:
     """Forget the cached rule (after ``auto_cpu.json`` or the facts changed; tests)."""
     for f in (_machines, _machine, rule, _start):
-        getattr(f, "cache_clear", lambda: None)()       # a test may have replaced one
+        getattr(f, "cache_clear", lambda: None)()  # a test may have replaced one

@@ -12,6 +12,7 @@ the wrong shape the same way.
 ``checkpoint.pt`` (through temporary names of its own, so two savers cannot take each other's), and
 ``load_newest`` falls back to it: a damaged newest file costs one interval.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -28,7 +29,7 @@ from . import atomic
 
 NAME, PREVIOUS = "checkpoint.pt", "checkpoint.prev.pt"
 HEADER = b"lrbench-checkpoint 1 sha256:"
-ZIP = b"PK\x03\x04"                    # what every torch.save archive begins with
+ZIP = b"PK\x03\x04"  # what every torch.save archive begins with
 # Unpickling errors that mean "an object other than tensors and plain values", not damage: the
 # unpickler's own words, and the opcodes that find or build an object (STACK_GLOBAL, INST, OBJ,
 # NEWOBJ_EX, EXT1/2/4) when it does not support them at all.
@@ -59,10 +60,14 @@ def _payload(path: Path) -> bytes:
         raise CheckpointError(f"{path}: empty (0 bytes)")
     head, newline, payload = data.partition(b"\n")
     if not head.startswith(HEADER) or not newline:
-        raise CheckpointError(f"{path}: not an lrbench checkpoint (no '{HEADER[:18].decode()}' header; "
-                              f"written by another program or an older lrbench)")
-    if hashlib.sha256(payload).hexdigest().encode() != head[len(HEADER):]:
-        raise CheckpointError(f"{path}: corrupt or truncated (SHA-256 does not match; {len(data)} bytes)")
+        raise CheckpointError(
+            f"{path}: not an lrbench checkpoint (no '{HEADER[:18].decode()}' header; "
+            f"written by another program or an older lrbench)"
+        )
+    if hashlib.sha256(payload).hexdigest().encode() != head[len(HEADER) :]:
+        raise CheckpointError(
+            f"{path}: corrupt or truncated (SHA-256 does not match; {len(data)} bytes)"
+        )
     return payload
 
 
@@ -86,18 +91,29 @@ def load(path, map_location=None, check: Callable[[dict], str | None] | None = N
     path = Path(path)
     payload = _payload(path)
     if not payload.startswith(ZIP):
-        raise CheckpointError(f"{path}: damaged: not a torch.save archive (its SHA-256 matches: it "
-                              f"was written so, by another program or a faulty one)")
+        raise CheckpointError(
+            f"{path}: damaged: not a torch.save archive (its SHA-256 matches: it "
+            f"was written so, by another program or a faulty one)"
+        )
     try:
         state = torch.load(io.BytesIO(payload), map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         code, why = _unpickling_problem(e)
         if code:
-            raise CheckpointError(f"{path}: refused: it holds more than tensors and plain values, "
-                                  f"which could run code when loaded ({why})") from None
+            raise CheckpointError(
+                f"{path}: refused: it holds more than tensors and plain values, "
+                f"which could run code when loaded ({why})"
+            ) from None
         raise CheckpointError(f"{path}: damaged: its contents do not unpickle ({why})") from None
-    except (RuntimeError, EOFError, ValueError, TypeError, AttributeError, IndexError,
-            KeyError) as e:
+    except (
+        RuntimeError,
+        EOFError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        KeyError,
+    ) as e:
         why = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise CheckpointError(f"{path}: unreadable ({why})") from None
     if not isinstance(state, dict):
@@ -129,11 +145,11 @@ def save(folder, state: dict) -> Path:
         try:
             try:
                 os.link(current, keep)
-            except OSError:                           # a file system without hard links
+            except OSError:  # a file system without hard links
                 atomic.write(keep, lambda f: f.write(current.read_bytes()))
             os.replace(keep, previous)
         finally:
-            keep.unlink(missing_ok=True)      # rename(2) leaves it when both name one file already
+            keep.unlink(missing_ok=True)  # rename(2) leaves it when both name one file already
     return atomic.write(current, lambda f: f.write(data))
 
 

@@ -7,9 +7,9 @@ Numba has not cached it) by :func:`measure`:
 * ``copy1_GBps``: a copy of ``COPY_BYTES`` by ``np.copyto`` on one thread, bytes read + written
   per second (64 MiB each way: past any CPU's cache).
 * ``copyP_GBps``: the same copy cut into P parts run at once on cpu-chunked's own threads
-  (``scan._threads.run``; the Numba kernels release the GIL, and so does ``np.copyto``), P =
+  (``scan.cpu.threads.run``; the Numba kernels release the GIL, and so does ``np.copyto``), P =
   ``torch.get_num_threads()``. Its ratio to ``copy1_GBps`` is what P cores add in bandwidth.
-* ``handoff_us``: ``scan._threads.run`` with P empty tasks, after a pause (helpers asleep, as
+* ``handoff_us``: ``scan.cpu.threads.run`` with P empty tasks, after a pause (helpers asleep, as
   between calls); the lower quartile of ``HANDOFF_ROUNDS`` (85 us on intel-xeon-2c when quiet,
   the median 239 us at a load of 1.2 per core).
 * ``chain_ns``: cpu-serial's N = 1 kernel per element (the latency of ``a * h + x``), on
@@ -33,6 +33,7 @@ machine name, lrbench's version and P, and measured again when any of those diff
 cannot be read or is not valid. Where the folder is not writable, they are kept in memory for the
 process.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -46,16 +47,16 @@ from pathlib import Path
 COPY_BYTES = 64 << 20
 ROUNDS = 5
 HANDOFF_ROUNDS = 15
-CHAIN_T = 1 << 15          # elements of each chain's arrays: 3 x 128 KiB, in any core's L2
-CHAIN_SECONDS = 0.01       # how long one chain timing runs (the kernel repeated)
+CHAIN_T = 1 << 15  # elements of each chain's arrays: 3 x 128 KiB, in any core's L2
+CHAIN_SECONDS = 0.01  # how long one chain timing runs (the kernel repeated)
 FIELDS = ("copy1_GBps", "copyP_GBps", "handoff_us", "chain_ns", "compute_scale")
 ENV = "LRBENCH_CACHE"
-BUSY = 0.5                 # the 1-minute load average per core from which facts are provisional
-SHARE_MIN = 0.8            # the CPU share of P threads below which others held the cores
-RETRY_BUSY_S = 3600        # how often facts measured busy are measured again, at most
+BUSY = 0.5  # the 1-minute load average per core from which facts are provisional
+SHARE_MIN = 0.8  # the CPU share of P threads below which others held the cores
+RETRY_BUSY_S = 3600  # how often facts measured busy are measured again, at most
 
 _lock = threading.Lock()
-_memory: dict[tuple, dict] = {}      # (machine, version, threads) -> facts, where the file failed
+_memory: dict[tuple, dict] = {}  # (machine, version, threads) -> facts, where the file failed
 
 
 def cache_dir() -> Path:
@@ -71,11 +72,13 @@ def cache_path(machine: str) -> Path:
 
 def _version() -> str:
     from . import __version__
+
     return __version__
 
 
 def _threads_now() -> int:
-    from .scan import _threads
+    from .scan.cpu import threads as _threads
+
     return _threads.cores()
 
 
@@ -101,13 +104,16 @@ def _copies(P: int) -> tuple[float, float]:
 
     import numpy as np
 
-    from .scan import _threads
+    from .scan.cpu import threads as _threads
+
     n = COPY_BYTES // 4
-    src, dst = np.ones(n, np.float32), np.zeros(n, np.float32)      # both touched
+    src, dst = np.ones(n, np.float32), np.zeros(n, np.float32)  # both touched
     np.copyto(dst, src)
     one = _best(lambda: np.copyto(dst, src))
     cuts = [n * i // P for i in range(P + 1)]
-    parts = [partial(np.copyto, dst[cuts[i]:cuts[i + 1]], src[cuts[i]:cuts[i + 1]]) for i in range(P)]
+    parts = [
+        partial(np.copyto, dst[cuts[i] : cuts[i + 1]], src[cuts[i] : cuts[i + 1]]) for i in range(P)
+    ]
     _threads.run(parts)
     return one, _best(lambda: _threads.run(parts))
 
@@ -118,7 +124,9 @@ def measure(threads: int | None = None) -> dict:
 
     import numpy as np
 
-    from .scan import _numba_serial, _threads
+    from .scan.cpu import rows as _numba_serial
+    from .scan.cpu import threads as _threads
+
     P = threads or _threads.cores()
 
     one, many = _copies(P)
@@ -132,19 +140,26 @@ def measure(threads: int | None = None) -> dict:
         t0 = time.perf_counter()
         _threads.run(empty)
         waits.append(time.perf_counter() - t0)
-    handoff = sorted(waits)[len(waits) // 4]          # lower quartile: load only adds
+    handoff = sorted(waits)[len(waits) // 4]  # lower quartile: load only adds
 
     # chain latency, alone and P at once
     T = CHAIN_T
-    bufs = [(np.full(T, 0.999, np.float32), np.ones(T, np.float32), np.empty(T, np.float32),
-             np.zeros(1, np.float32)) for _ in range(P)]
+    bufs = [
+        (
+            np.full(T, 0.999, np.float32),
+            np.ones(T, np.float32),
+            np.empty(T, np.float32),
+            np.zeros(1, np.float32),
+        )
+        for _ in range(P)
+    ]
 
     def chain(i, reps):
         a, x, h, c = bufs[i]
         for _ in range(reps):
             _numba_serial.scan(a, 0, x, 0, h, 0, 1, T, 1, c)
 
-    chain(0, 1)                                     # compiles, or loads Numba's cache
+    chain(0, 1)  # compiles, or loads Numba's cache
     t0 = time.perf_counter()
     chain(0, 4)
     reps = max(4, int(CHAIN_SECONDS / max((time.perf_counter() - t0) / 4, 1e-9)))
@@ -152,19 +167,30 @@ def measure(threads: int | None = None) -> dict:
     cpu, wall = time.process_time(), time.perf_counter()
     together = _best(lambda: _threads.run([partial(chain, i, reps) for i in range(P)]))
     share = (time.process_time() - cpu) / (P * (time.perf_counter() - wall))
-    return {"copy1_GBps": 2 * COPY_BYTES / one / 1e9,
-            "copyP_GBps": 2 * COPY_BYTES / many / 1e9,
-            "handoff_us": handoff * 1e6,
-            "chain_ns": alone / (reps * T) * 1e9,
-            "compute_scale": min(float(P), P * alone / together),
-            "cpu_share": min(1.0, share)}
+    return {
+        "copy1_GBps": 2 * COPY_BYTES / one / 1e9,
+        "copyP_GBps": 2 * COPY_BYTES / many / 1e9,
+        "handoff_us": handoff * 1e6,
+        "chain_ns": alone / (reps * T) * 1e9,
+        "compute_scale": min(float(P), P * alone / together),
+        "cpu_share": min(1.0, share),
+    }
 
 
 def _valid(doc, machine: str, version: str, threads: int) -> bool:
     try:
-        return (doc["machine"] == machine and doc["lrbench"] == version and doc["threads"] == threads
-                and all(isinstance(doc["facts"][k], (int, float)) and not isinstance(doc["facts"][k], bool)
-                        and math.isfinite(doc["facts"][k]) and doc["facts"][k] > 0 for k in FIELDS))
+        return (
+            doc["machine"] == machine
+            and doc["lrbench"] == version
+            and doc["threads"] == threads
+            and all(
+                isinstance(doc["facts"][k], (int, float))
+                and not isinstance(doc["facts"][k], bool)
+                and math.isfinite(doc["facts"][k])
+                and doc["facts"][k] > 0
+                for k in FIELDS
+            )
+        )
     except (KeyError, TypeError):
         return False
 
@@ -180,21 +206,27 @@ def read(machine: str, threads: int | None = None) -> dict | None:
     return doc if _valid(doc, machine, _version(), threads) else None
 
 
-def write(machine: str, facts: dict, threads: int | None = None,
-          load: float | None = None) -> tuple[dict, Path | None]:
+def write(
+    machine: str, facts: dict, threads: int | None = None, load: float | None = None
+) -> tuple[dict, Path | None]:
     """Stamp ``facts`` (measured under ``load`` per core) and cache them: (the document, its path,
     or None where the cache folder is not writable and the facts stay in memory for this process)."""
     from . import atomic
+
     threads = threads or _threads_now()
     now = time.time()
     share = facts.get("cpu_share")
-    doc = {"machine": machine, "lrbench": _version(), "threads": threads,
-           "measured_at": _iso(now),
-           "measured_unix": int(now),
-           "load_per_core": None if load is None else round(load, 2),
-           "cpu_share": None if share is None else round(share, 2),
-           "busy": _busy(load) or (share is not None and share < SHARE_MIN),
-           "facts": {k: float(f"{facts[k]:.4g}") for k in FIELDS}}
+    doc = {
+        "machine": machine,
+        "lrbench": _version(),
+        "threads": threads,
+        "measured_at": _iso(now),
+        "measured_unix": int(now),
+        "load_per_core": None if load is None else round(load, 2),
+        "cpu_share": None if share is None else round(share, 2),
+        "busy": _busy(load) or (share is not None and share < SHARE_MIN),
+        "facts": {k: float(f"{facts[k]:.4g}") for k in FIELDS},
+    }
     try:
         return doc, atomic.write_json(cache_path(machine), doc, indent=2)
     except OSError:
@@ -208,6 +240,7 @@ def facts(machine: str | None = None, remeasure: bool = False) -> dict:
     time; the others then read what it found."""
     if machine is None:
         from .machine import name
+
         machine = name()
     threads = _threads_now()
     with _lock:
@@ -230,5 +263,9 @@ def _busy(load) -> bool:
 def _retry(doc: dict, load: float | None) -> bool:
     """Whether facts measured busy should be measured again now (the machine is quieter, and the
     last try is ``RETRY_BUSY_S`` old)."""
-    age = time.time() - doc.get("measured_unix", 0) if isinstance(doc.get("measured_unix"), int) else math.inf
+    age = (
+        time.time() - doc.get("measured_unix", 0)
+        if isinstance(doc.get("measured_unix"), int)
+        else math.inf
+    )
     return doc.get("busy") is True and load is not None and not _busy(load) and age >= RETRY_BUSY_S

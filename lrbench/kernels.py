@@ -1,10 +1,12 @@
-"""The CUDA sources under ``kernels/``: where they are, and compiling them through NVRTC.
+"""The CUDA sources (``lrbench/scan/cuda/*.cu``, package data beside their launchers): where they
+are, and compiling them through NVRTC.
 
 NVRTC needs no GPU and no driver, so every kernel is compiled, with ptxas's resource report, on
 any machine with ``cuda-bindings`` and ``nvidia-cuda-nvrtc`` installed (the CPU CI does it).
 The GPU backends run the cubins ``cubin`` makes here, with the same ``OPTIONS`` as the report
 (CuPy's own compile path would add ``-ftz=true`` and key its cache on the ``.cu`` text alone).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -17,14 +19,10 @@ from . import atomic
 
 
 def _kernels_dir() -> Path:
-    """$LRBENCH_KERNELS, else the source checkout's kernels/, else asv's config folder's (a wheel
-    built by ``asv run`` holds the package only; asv runs with ASV_CONF_DIR set)."""
+    """$LRBENCH_KERNELS (a folder of edited sources), else the package's own: a wheel holds them."""
     if os.environ.get("LRBENCH_KERNELS"):
         return Path(os.environ["LRBENCH_KERNELS"])
-    here = Path(__file__).resolve().parent.parent / "kernels"
-    if here.is_dir() or not os.environ.get("ASV_CONF_DIR"):
-        return here
-    return Path(os.environ["ASV_CONF_DIR"]) / "kernels"
+    return Path(__file__).resolve().parent / "scan" / "cuda"
 
 
 KERNELS = _kernels_dir()
@@ -35,11 +33,13 @@ OPTIONS = ("-std=c++17", "-ftz=false", "-prec-div=true", "-prec-sqrt=true", "-li
 
 
 def source(name: str) -> Path:
-    """``kernels/<name>.cu``; a clear error when the source tree is not at hand."""
+    """``<KERNELS>/<name>.cu``; a clear error when it is missing."""
     path = KERNELS / f"{name}.cu"
     if not path.is_file():
-        raise FileNotFoundError(f"CUDA source {path} not found: the GPU backends run from a source "
-                                f"checkout (pip install -e .) or with LRBENCH_KERNELS set")
+        raise FileNotFoundError(
+            f"CUDA source {path} not found (the package ships its kernels in "
+            f"lrbench/scan/cuda/; LRBENCH_KERNELS={os.environ.get('LRBENCH_KERNELS')})"
+        )
     return path
 
 
@@ -48,12 +48,13 @@ def sources() -> list[Path]:
 
 
 def include_dirs() -> list[Path]:
-    """``kernels/`` and a CUDA include folder holding ``cuda_fp16.h`` (the nvidia-cuda-runtime
+    """The kernels' folder and a CUDA include folder holding ``cuda_fp16.h`` (the nvidia-cuda-runtime
     wheel's, ``$CUDA_PATH`` or /usr/local/cuda)."""
     dirs = [KERNELS]
     candidates = []
     try:
-        import nvidia.cu13 as cu13                  # the nvidia-cuda-runtime wheel (CUDA 13)
+        import nvidia.cu13 as cu13  # the nvidia-cuda-runtime wheel (CUDA 13)
+
         candidates += [Path(p) / "include" for p in cu13.__path__]
     except ImportError:
         pass
@@ -71,6 +72,7 @@ def include_dirs() -> list[Path]:
 @dataclass(frozen=True)
 class Resources:
     """ptxas's report for one entry function."""
+
     function: str
     arch: str
     registers: int
@@ -80,10 +82,15 @@ class Resources:
     smem_bytes: int
 
 
-_FUNC = re.compile(r"Function properties for (\w+)\s*\n\s*ptxas\s*\.\s*(\d+) bytes stack frame, "
-                   r"(\d+) bytes spill stores, (\d+) bytes spill loads")
-_USED = re.compile(r"Compiling entry function '(\w+)' for '(\w+)'.*?Used (\d+) registers"
-                   r"(?:, used \d+ barriers)?(?:, (\d+) bytes smem)?", re.S)
+_FUNC = re.compile(
+    r"Function properties for (\w+)\s*\n\s*ptxas\s*\.\s*(\d+) bytes stack frame, "
+    r"(\d+) bytes spill stores, (\d+) bytes spill loads"
+)
+_USED = re.compile(
+    r"Compiling entry function '(\w+)' for '(\w+)'.*?Used (\d+) registers"
+    r"(?:, used \d+ barriers)?(?:, (\d+) bytes smem)?",
+    re.S,
+)
 
 
 def parse_ptxas(log: str) -> list[Resources]:
@@ -156,8 +163,10 @@ def cache_key(path: Path, arch: str) -> str:
     """Hash of everything a cubin depends on: the source and its local headers, the options, the
     CUDA headers' folder, the arch and NVRTC's version."""
     from cuda.bindings import nvrtc
-    h = hashlib.sha256(repr((arch, OPTIONS, [str(d) for d in include_dirs()[1:]],
-                             nvrtc.nvrtcVersion())).encode())
+
+    h = hashlib.sha256(
+        repr((arch, OPTIONS, [str(d) for d in include_dirs()[1:]], nvrtc.nvrtcVersion())).encode()
+    )
     for p in includes(path):
         h.update(p.name.encode() + b"\0" + p.read_bytes())
     return h.hexdigest()[:24]
@@ -168,7 +177,7 @@ def cache_dir() -> Path:
 
 
 def cubin(name: str, arch: str) -> Path:
-    """``kernels/<name>.cu`` compiled for ``arch``: a cached cubin file (keyed by ``cache_key``)."""
+    """``<name>.cu`` compiled for ``arch``: a cached cubin file (keyed by ``cache_key``)."""
     path = source(name)
     out = cache_dir() / f"{name}-{arch}-{cache_key(path, arch)}.cubin"
     if not out.is_file():

@@ -1,4 +1,5 @@
 """The stamp every result carries: machine, devices, library versions, git commit."""
+
 from __future__ import annotations
 
 import datetime
@@ -21,11 +22,23 @@ def _cpu_model() -> str:
 def _git_commit() -> str:
     try:
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root,
-                             capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return out.stdout.strip() + ("+dirty" if dirty else "") if out.returncode == 0 else "unknown"
+        out = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        return (
+            out.stdout.strip() + ("+dirty" if dirty else "") if out.returncode == 0 else "unknown"
+        )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
@@ -46,6 +59,7 @@ def info() -> dict:
     import numba
     import numpy
     import torch
+
     d = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "host": platform.node(),
@@ -64,8 +78,12 @@ def info() -> dict:
         d["gpu"] = torch.cuda.get_device_name()
         d["cuda"] = torch.version.cuda
         try:
-            d["driver"] = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                                         capture_output=True, text=True, timeout=10).stdout.strip()
+            d["driver"] = subprocess.run(
+                ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            ).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             pass
     return d
@@ -77,6 +95,7 @@ def name() -> str:
     import re
 
     import torch
+
     if torch.cuda.is_available():
         label = torch.cuda.get_device_name()
     else:

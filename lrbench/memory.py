@@ -21,6 +21,7 @@ still hold an output, and a new output must never share its memory.
 Outputs of the Numba CPU backends cannot be resized (``resize_``), small ones included: the
 kernels write them through a NumPy view, and torch marks a storage so viewed as fixed in size.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -35,19 +36,19 @@ import torch
 
 HUGE = 2 << 20
 MIN_BYTES = 4 << 20
-KEEP_BYTES = 1 << 30      # freed output buffers kept for reuse, at most
-KEEP_MISSES = 4           # ... and each only until this many later outputs were made fresh
+KEEP_BYTES = 1 << 30  # freed output buffers kept for reuse, at most
+KEEP_MISSES = 4  # ... and each only until this many later outputs were made fresh
 try:
     _madvise = ctypes.CDLL(None, use_errno=True).madvise
     _madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
     _ADVICE = mmap.MADV_HUGEPAGE
-except (AttributeError, OSError):         # not Linux, or no transparent huge pages
+except (AttributeError, OSError):  # not Linux, or no transparent huge pages
     _madvise = None
 
-_lock = threading.RLock()    # re-entrant: a collection inside _give_back may free another output
-_kept: dict[int, list[tuple[np.ndarray, int]]] = {}   # size -> freed (buffer, _misses when freed)
+_lock = threading.RLock()  # re-entrant: a collection inside _give_back may free another output
+_kept: dict[int, list[tuple[np.ndarray, int]]] = {}  # size -> freed (buffer, _misses when freed)
 _kept_bytes = 0
-_misses = 0               # outputs made fresh so far: the clock that ages kept buffers
+_misses = 0  # outputs made fresh so far: the clock that ages kept buffers
 
 
 def _reset_after_fork() -> None:
@@ -64,7 +65,7 @@ def empty(shape, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     if nbytes < MIN_BYTES or torch.device(device).type != "cpu":
         return torch.empty(shape, dtype=dtype, device=device)
     buf = _take(nbytes)
-    view = buf.view()                  # dies with the tensor's storage; buf goes back to the pool
+    view = buf.view()  # dies with the tensor's storage; buf goes back to the pool
     weakref.finalize(view, _give_back, buf).atexit = False
     return torch.from_numpy(view).view(dtype).view(shape)
 
@@ -77,13 +78,13 @@ def _take(nbytes: int) -> np.ndarray:
             return _kept[nbytes].pop()[0]
         _misses += 1
         _evict(_misses - KEEP_MISSES)
-    raw = np.empty(nbytes + 64, np.uint8)    # aligned to 64 bytes, as torch.empty's memory is
+    raw = np.empty(nbytes + 64, np.uint8)  # aligned to 64 bytes, as torch.empty's memory is
     skip = -raw.ctypes.data % 64
-    buf = raw[skip:skip + nbytes]
+    buf = raw[skip : skip + nbytes]
     start = -(-buf.ctypes.data // HUGE) * HUGE
     end = (buf.ctypes.data + nbytes) // HUGE * HUGE
     if _madvise is not None and end > start:
-        _madvise(start, end - start, _ADVICE)     # advice only: a failure changes nothing
+        _madvise(start, end - start, _ADVICE)  # advice only: a failure changes nothing
     return buf
 
 

@@ -14,6 +14,7 @@ direction, ``ga = g * h_prev``, ``gh0 = a_first * g_first``. When a graph of the
 derivative is exact; otherwise the backend's fused kernel runs. The tangent is a scan too:
 ``dh[t] = a[t] dh[t-1] + da[t] h[t-1] + dx[t]`` from ``dh0``.
 """
+
 from __future__ import annotations
 
 import functools
@@ -23,11 +24,11 @@ import torch
 from torch import Tensor
 
 from . import auto_rule, memory, registry
-from ._compat import direct    # noqa: F401 - whether a call may skip the dispatcher (torch internals)
+from ._compat import direct  # noqa: F401 - whether a call may skip the dispatcher (torch internals)
 from .checks import check_apart, check_backend
 from .scan._common import backward_by_reverse_scan, previous_states
 
-TILE_BYTES = 8 << 20     # per operand: the time steps of a strided input copied at once
+TILE_BYTES = 8 << 20  # per operand: the time steps of a strided input copied at once
 
 
 def auto_backend(T: int, N: int, dtype: torch.dtype, device: torch.device) -> str:
@@ -52,7 +53,9 @@ def auto_backend(T: int, N: int, dtype: torch.dtype, device: torch.device) -> st
 def _compiled_cpu_dtypes() -> tuple:
     """The dtypes cpu-serial takes (none where Numba is missing); a cache keyed on the dtype made
     auto's choice 1.2 us a call instead of 1.0 us."""
-    return tuple(registry.get("cpu-serial").load().DTYPES) if registry.available("cpu-serial") else ()
+    return (
+        tuple(registry.get("cpu-serial").load().DTYPES) if registry.available("cpu-serial") else ()
+    )
 
 
 def _backend(name: str, a: Tensor):
@@ -75,14 +78,14 @@ class _Rows:
     def __call__(self, t0: int, t1: int) -> Tensor:
         if self.buf is None:
             return self.t[t0:t1].view(t1 - t0, self.N)
-        tile = self.buf[:t1 - t0]
+        tile = self.buf[: t1 - t0]
         tile.view(self.t[t0:t1].shape).copy_(self.t[t0:t1])
         return tile
 
 
 def _tiles(T: int, rows: int, reverse: bool):
     starts = list(range(0, T, rows))
-    for t0 in (reversed(starts) if reverse else starts):
+    for t0 in reversed(starts) if reverse else starts:
         yield t0, min(T, t0 + rows)
 
 
@@ -110,8 +113,9 @@ def _forward_into(a: Tensor, x: Tensor, h0: Tensor | None, reverse: bool, backen
         carry = hv[t0] if reverse else hv[t1 - 1]
 
 
-def forward(a: Tensor, x: Tensor, h0: Tensor | None, reverse: bool, backend: str,
-            out: Tensor | None = None) -> Tensor:
+def forward(
+    a: Tensor, x: Tensor, h0: Tensor | None, reverse: bool, backend: str, out: Tensor | None = None
+) -> Tensor:
     """The kernel without the dispatcher: h into ``out`` (any strides) or a fresh tensor."""
     a, x = a.resolve_conj().resolve_neg(), x.resolve_conj().resolve_neg()
     h0 = h0.resolve_conj().resolve_neg() if h0 is not None else None
@@ -130,8 +134,9 @@ def scan_op(a: Tensor, x: Tensor, h0: Tensor | None, reverse: bool, backend: str
 
 
 @torch.library.custom_op("lrbench::scan_out", mutates_args=("out",))
-def scan_out_op(a: Tensor, x: Tensor, h0: Tensor | None, reverse: bool, backend: str,
-                out: Tensor) -> None:
+def scan_out_op(
+    a: Tensor, x: Tensor, h0: Tensor | None, reverse: bool, backend: str, out: Tensor
+) -> None:
     """``scan`` written into ``out`` (any strides; a contiguous ``out`` is written in place), which
     must share no memory with an input (checked here, where the addresses are real)."""
     check_apart(out, a, x, h0)
@@ -139,17 +144,20 @@ def scan_out_op(a: Tensor, x: Tensor, h0: Tensor | None, reverse: bool, backend:
 
 
 @torch.library.custom_op("lrbench::scan_backward", mutates_args=())
-def scan_backward_op(a: Tensor, h: Tensor, h0: Tensor | None, gh: Tensor, reverse: bool,
-                     backend: str) -> tuple[Tensor, Tensor]:
+def scan_backward_op(
+    a: Tensor, h: Tensor, h0: Tensor | None, gh: Tensor, reverse: bool, backend: str
+) -> tuple[Tensor, Tensor]:
     """(ga, gx) by the backend's fused backward kernel (the derivative of ``h0`` is taken outside)."""
     T, N = a.shape[0], math.prod(a.shape[1:])
     if T == 0 or N == 0:
-        return torch.zeros_like(a, memory_format=torch.contiguous_format), \
-            torch.zeros_like(gh, memory_format=torch.contiguous_format)
+        return torch.zeros_like(a, memory_format=torch.contiguous_format), torch.zeros_like(
+            gh, memory_format=torch.contiguous_format
+        )
     mod = _backend(backend, a)
     flat = [t.reshape(T, N).contiguous() for t in (a, h, gh)]
-    ga, gx, _ = mod.backward(flat[0], flat[1], h0.reshape(N).contiguous() if h0 is not None else None,
-                             flat[2], reverse)
+    ga, gx, _ = mod.backward(
+        flat[0], flat[1], h0.reshape(N).contiguous() if h0 is not None else None, flat[2], reverse
+    )
     inputs = {t.untyped_storage().data_ptr() for t in flat}
     ga, gx = (t.clone() if t.untyped_storage().data_ptr() in inputs else t for t in (ga, gx))
     return ga.view(a.shape), gx.view(a.shape)
@@ -173,11 +181,14 @@ def _(a, x, h0, reverse, backend, out):
 
 @scan_backward_op.register_fake
 def _(a, h, h0, gh, reverse, backend):
-    return (torch.empty(a.shape, dtype=a.dtype, device=a.device),
-            torch.empty(gh.shape, dtype=gh.dtype, device=gh.device))
+    return (
+        torch.empty(a.shape, dtype=a.dtype, device=a.device),
+        torch.empty(gh.shape, dtype=gh.dtype, device=gh.device),
+    )
 
 
 # vmap: the mapped axis becomes one more channel axis, right after time (h0: in front).
+
 
 def _steps(t: Tensor | None, d: int | None, B: int) -> Tensor | None:
     if t is None:
@@ -204,12 +215,14 @@ def _(info, in_dims, a, x, h0, reverse, backend):
 def _(info, in_dims, a, h, h0, gh, reverse, backend):
     B = info.batch_size
     da, dh, dh0, dgh = in_dims[:4]
-    ga, gx = scan_backward_op(_steps(a, da, B), _steps(h, dh, B), _state(h0, dh0, B),
-                              _steps(gh, dgh, B), reverse, backend)
+    ga, gx = scan_backward_op(
+        _steps(a, da, B), _steps(h, dh, B), _state(h0, dh0, B), _steps(gh, dgh, B), reverse, backend
+    )
     return (ga, gx), (1, 1)
 
 
 # Derivatives, shared by the operator's registered autograd and the eager autograd.Function.
+
 
 def _setup_context(ctx, inputs, output):
     a, x, h0, reverse, backend = inputs
@@ -226,11 +239,18 @@ def _backward(ctx, gh):
     a, h, h0 = ctx.saved_tensors
     reverse, backend = ctx.reverse, ctx.backend
     if a.shape[0] == 0:
-        return torch.zeros_like(a), torch.zeros_like(gh), torch.zeros_like(h0) if ctx.has_h0 else None, None, None
+        return (
+            torch.zeros_like(a),
+            torch.zeros_like(gh),
+            torch.zeros_like(h0) if ctx.has_h0 else None,
+            None,
+            None,
+        )
     ac, hc, h0c = _conj(a), _conj(h), _conj(h0)
-    if torch.is_grad_enabled():          # a graph of the backward is wanted: build it from scan
-        ga, g, gh0 = backward_by_reverse_scan(lambda a, x, h0, r: scan(a, x, h0, r, backend),
-                                              ac, hc, h0c, gh, reverse)
+    if torch.is_grad_enabled():  # a graph of the backward is wanted: build it from scan
+        ga, g, gh0 = backward_by_reverse_scan(
+            lambda a, x, h0, r: scan(a, x, h0, r, backend), ac, hc, h0c, gh, reverse
+        )
     else:
         ga, g = scan_backward_op(ac, hc, h0c, gh, reverse, backend)
         first = -1 if reverse else 0
@@ -245,6 +265,7 @@ class _Scan(torch.autograd.Function):
     """``scan_op`` with a forward-mode rule, for eager autograd and ``torch.func`` (jvp, jacfwd).
     torch.library has no jvp registration for custom operators; under ``torch.compile`` the
     operator's own registered autograd is used instead (dynamo does not trace a custom jvp)."""
+
     generate_vmap_rule = True
 
     @staticmethod

@@ -2,6 +2,7 @@
 (argparse rejects a bad value in one line, with usage and exit status 2, before any work starts),
 a help formatter that prints each option's range and default, the error a user can act on, and a
 check that an output folder can be written before the work that fills it."""
+
 from __future__ import annotations
 
 import argparse
@@ -24,22 +25,31 @@ class Number:
     ``describe()`` is shown in the help; ``bad_values()`` are what the CLI fuzz test feeds.
     """
 
-    def __init__(self, kind: type, *, min: float | None = None, above: float | None = None,
-                 max: float | None = None):
+    def __init__(
+        self,
+        kind: type,
+        *,
+        min: float | None = None,
+        above: float | None = None,
+        max: float | None = None,
+    ):
         self.kind, self.min, self.above, self.max = kind, min, above, max
-        self.__name__ = "integer" if kind is int else "number"        # argparse names the type
+        self.__name__ = "integer" if kind is int else "number"  # argparse names the type
 
     def __call__(self, text: str):
         try:
             value = self.kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {'an integer' if self.kind is int else 'a number'}, "
-                                             f"got {text!r}") from None
+            raise argparse.ArgumentTypeError(
+                f"expected {'an integer' if self.kind is int else 'a number'}, got {text!r}"
+            ) from None
         if self.kind is float and not math.isfinite(value):
             raise argparse.ArgumentTypeError(f"must be finite, got {text!r}")
-        if ((self.min is not None and value < self.min)
-                or (self.above is not None and value <= self.above)
-                or (self.max is not None and value > self.max)):
+        if (
+            (self.min is not None and value < self.min)
+            or (self.above is not None and value <= self.above)
+            or (self.max is not None and value > self.max)
+        ):
             raise argparse.ArgumentTypeError(f"must be {self.describe()}, got {text!r}")
         return value
 
@@ -78,10 +88,13 @@ FINITE = Number(float)
 def device(text: str) -> str:
     """An argparse ``type``: a torch device that exists here (cpu, cuda, cuda:<index>)."""
     import torch
+
     try:
         d = torch.device(text)
     except (RuntimeError, ValueError):
-        raise argparse.ArgumentTypeError(f"not a device: {text!r} (use cpu, cuda or cuda:<index>)") from None
+        raise argparse.ArgumentTypeError(
+            f"not a device: {text!r} (use cpu, cuda or cuda:<index>)"
+        ) from None
     if d.type == "cpu":
         return text
     if d.type != "cuda":
@@ -89,7 +102,9 @@ def device(text: str) -> str:
     if not torch.cuda.is_available():
         raise argparse.ArgumentTypeError(f"{text!r}: CUDA is not available on this machine")
     if d.index is not None and d.index >= torch.cuda.device_count():
-        raise argparse.ArgumentTypeError(f"{text!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+        )
     return text
 
 
@@ -110,16 +125,24 @@ class HelpFormatter(argparse.HelpFormatter):
         if describe is not None:
             help += f"; {describe()}"
         default = action.default
-        if (default not in (None, argparse.SUPPRESS) and action.option_strings and action.nargs != 0
-                and "%(default)" not in help):
-            shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else str(default)
+        if (
+            default not in (None, argparse.SUPPRESS)
+            and action.option_strings
+            and action.nargs != 0
+            and "%(default)" not in help
+        ):
+            shown = (
+                " ".join(map(str, default)) if isinstance(default, (list, tuple)) else str(default)
+            )
             help += f" (default: {shown.replace('%', '%%')})"
         return help
 
 
 def parser(prog: str, description: str | None = None) -> argparse.ArgumentParser:
     """A sub-command's stand-alone parser (the ``lrbench`` command builds its own with the same formatter)."""
-    return argparse.ArgumentParser(prog=prog, description=description, formatter_class=HelpFormatter)
+    return argparse.ArgumentParser(
+        prog=prog, description=description, formatter_class=HelpFormatter
+    )
 
 
 def writable_dir(path, option: str) -> Path:

@@ -22,6 +22,7 @@ That check is a data-dependent branch, so:
 * under ``torch.func`` transforms (``vmap``, ``grad``, ``jvp``, ...) and forward-mode AD every
   sequence is scanned alone: B calls, no branch. cu_seqlens itself cannot be batched by vmap.
 """
+
 from __future__ import annotations
 
 import math
@@ -33,13 +34,16 @@ from .scan._common import shifted_gates
 
 # Backends whose only step across a reset is h[s] = 0 * h[s-1] + x[s], serial as the loop is:
 # a neighbour can reach a sequence only through a non-finite boundary row. cpu-chunked's carries
-# run serially wherever they are not finite (scan/cpu_chunked.py).
-SERIAL_AT_RESETS = frozenset({"cpu-serial", "cpu-chunked", "torch-loop", "reference",
-                              "cuda-serial"})
+# run serially wherever they are not finite (scan/cpu/chunked.py).
+SERIAL_AT_RESETS = frozenset(
+    {"cpu-serial", "cpu-chunked", "torch-loop", "reference", "cuda-serial"}
+)
 
-EAGER_REASON = ("a call with argument 'cu_seqlens' runs eagerly under torch.compile (it checks "
-                "sequence boundaries for inf/NaN, a data-dependent branch), so torch.compile with "
-                "fullgraph=True and torch.export cannot take it")
+EAGER_REASON = (
+    "a call with argument 'cu_seqlens' runs eagerly under torch.compile (it checks "
+    "sequence boundaries for inf/NaN, a data-dependent branch), so torch.compile with "
+    "fullgraph=True and torch.export cannot take it"
+)
 
 
 @torch.compiler.disable(reason=EAGER_REASON)
@@ -48,8 +52,10 @@ def packed_scan(a, x, h0, cu_seqlens, reverse: bool, backend: str, out=None) -> 
     (``(B, *rest)`` or None), into ``out`` when given (no autograd there). Validates the offsets."""
     cu = check_cu_seqlens(cu_seqlens, a.shape[0], a.device)
     if h0 is not None and h0.shape[0] != cu.numel() - 1:
-        raise ValueError(f"argument 'h0' must hold one state per sequence of 'cu_seqlens' "
-                         f"({cu.numel() - 1}); got {h0.shape[0]}")
+        raise ValueError(
+            f"argument 'h0' must hold one state per sequence of 'cu_seqlens' "
+            f"({cu.numel() - 1}); got {h0.shape[0]}"
+        )
     if out is None:
         return packed(a, x, h0, cu, reverse, backend)
     return _into(out, a, x, h0, cu, reverse, backend)
@@ -60,26 +66,42 @@ def check_cu_seqlens(cu, total_T: int, device: torch.device) -> torch.Tensor:
     Checked in int64 after an exact conversion: differences in the offsets' own dtype wrap around
     (uint8 5 - 10 is 251)."""
     if not isinstance(cu, torch.Tensor):
-        raise TypeError(f"argument 'cu_seqlens' must be a torch.Tensor of int64 offsets; got "
-                        f"{type(cu).__name__}")
+        raise TypeError(
+            f"argument 'cu_seqlens' must be a torch.Tensor of int64 offsets; got "
+            f"{type(cu).__name__}"
+        )
     if torch._C._functorch.is_batchedtensor(cu):
-        raise ValueError("argument 'cu_seqlens' cannot be batched by torch.func.vmap (one split "
-                         "for the whole batch); got a batched tensor: pass it with in_dims None")
-    if cu.ndim != 1 or cu.numel() < 2 or cu.dtype.is_floating_point or cu.is_complex() \
-            or cu.dtype == torch.bool or cu.device.type == "meta":
-        raise ValueError(f"argument 'cu_seqlens' must be a 1-d integer tensor [0, ..., total_T] of "
-                         f"at least 2 offsets; got shape {tuple(cu.shape)}, dtype {cu.dtype}, "
-                         f"device {cu.device}")
+        raise ValueError(
+            "argument 'cu_seqlens' cannot be batched by torch.func.vmap (one split "
+            "for the whole batch); got a batched tensor: pass it with in_dims None"
+        )
+    if (
+        cu.ndim != 1
+        or cu.numel() < 2
+        or cu.dtype.is_floating_point
+        or cu.is_complex()
+        or cu.dtype == torch.bool
+        or cu.device.type == "meta"
+    ):
+        raise ValueError(
+            f"argument 'cu_seqlens' must be a 1-d integer tensor [0, ..., total_T] of "
+            f"at least 2 offsets; got shape {tuple(cu.shape)}, dtype {cu.dtype}, "
+            f"device {cu.device}"
+        )
     cu = _as_int64(cu)
     first, last = int(cu[0]), int(cu[-1])
     if first != 0 or last != total_T:
-        raise ValueError(f"argument 'cu_seqlens' must start at 0 and end at total_T = {total_T} "
-                         f"(the time axis of a and x); got {first} ... {last}")
+        raise ValueError(
+            f"argument 'cu_seqlens' must start at 0 and end at total_T = {total_T} "
+            f"(the time axis of a and x); got {first} ... {last}"
+        )
     down = cu[1:] < cu[:-1]
     if bool(down.any()):
         i = int(torch.nonzero(down)[0])
-        raise ValueError(f"argument 'cu_seqlens' must be non-decreasing; got {int(cu[i])} then "
-                         f"{int(cu[i + 1])} at positions {i}, {i + 1}")
+        raise ValueError(
+            f"argument 'cu_seqlens' must be non-decreasing; got {int(cu[i])} then "
+            f"{int(cu[i + 1])} at positions {i}, {i + 1}"
+        )
     return cu.to(device=device)
 
 
@@ -89,8 +111,10 @@ def _as_int64(cu: torch.Tensor) -> torch.Tensor:
         big = cu.view(torch.int64) < 0
         if bool(big.any()):
             i = int(torch.nonzero(big)[0])
-            raise ValueError(f"argument 'cu_seqlens' must hold offsets int64 can represent (at "
-                             f"most 2^63 - 1); got {cu[i:i + 1].tolist()[0]} at position {i}")
+            raise ValueError(
+                f"argument 'cu_seqlens' must hold offsets int64 can represent (at "
+                f"most 2^63 - 1); got {cu[i : i + 1].tolist()[0]} at position {i}"
+            )
     return cu.to(torch.int64)
 
 
@@ -132,9 +156,17 @@ def _into(out, a, x, h0, cu, reverse: bool, backend: str) -> torch.Tensor:
         forward(at, xt, None, reverse, backend, out)
     else:
         scan_out_op(at, xt, None, reverse, backend, out=out)
-    fixed = repair(out, a, x, h0, cu, reverse, lambda a, x, h0: forward(a, x, h0, reverse, backend),
-                   whole=_whole(backend, a))
-    return out if fixed is out else out.copy_(fixed)   # recomputed from a, x, h0: no aliasing
+    fixed = repair(
+        out,
+        a,
+        x,
+        h0,
+        cu,
+        reverse,
+        lambda a, x, h0: forward(a, x, h0, reverse, backend),
+        whole=_whole(backend, a),
+    )
+    return out if fixed is out else out.copy_(fixed)  # recomputed from a, x, h0: no aliasing
 
 
 class _Packed(torch.autograd.Function):
@@ -242,7 +274,7 @@ def previous_states(h, h0, cu: torch.Tensor, reverse: bool):
     if T == 0:
         return h
     row, nonempty = _firsts(cu, reverse, T)
-    pad = torch.zeros_like(h[:1])                  # at a first step: replaced below
+    pad = torch.zeros_like(h[:1])  # at a first step: replaced below
     shifted = torch.cat([pad, h[:-1]]) if not reverse else torch.cat([h[1:], pad])
     first = _zero(h)
     if h0 is not None:
@@ -268,7 +300,7 @@ def _boundary_not_finite(h, cu: torch.Tensor, reverse: bool) -> bool:
     """Whether the row a reset multiplies (the neighbour's state) is not finite anywhere."""
     T = h.shape[0]
     starts, ends = cu[:-1], cu[1:]
-    boundary = ends if reverse else starts - 1        # the neighbour's row a reset multiplies
+    boundary = ends if reverse else starts - 1  # the neighbour's row a reset multiplies
     inside = (ends > starts) & (boundary >= 0) & (boundary < T)
     rows = h.index_select(0, boundary.clamp(0, T - 1))
     rows = rows.reshape(len(starts), math.prod(rows.shape[1:]))
@@ -285,5 +317,6 @@ def _any_not_finite(h) -> bool:
 def _alone(a, x, h0, cu: torch.Tensor, run) -> torch.Tensor:
     """Every sequence scanned by its own call of ``run(a, x, h0)``, concatenated."""
     bounds = zip(cu[:-1].tolist(), cu[1:].tolist())
-    return torch.cat([run(a[s:e], x[s:e], None if h0 is None else h0[b])
-                      for b, (s, e) in enumerate(bounds)])
+    return torch.cat(
+        [run(a[s:e], x[s:e], None if h0 is None else h0[b]) for b, (s, e) in enumerate(bounds)]
+    )

@@ -12,6 +12,7 @@ that a 2x regression of the ratio falls below. A failure names the ratio, the th
 machine it was calibrated on, the machine it ran on and the load average. docs/perfcheck.md has
 the format, the calibration rule and CI jobs to copy.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -32,15 +33,17 @@ from .machine import name as _machine_name
 from .options import Failure
 from .timing import inputs, median_time
 
-THRESHOLDS = Path(__file__).with_name("perf_thresholds.json")   # package data
-DEFAULT = "default"          # the set a machine without its own calibration is held to
-TRIALS = 3                   # per check in the gate: the best counts (noise mostly lowers a ratio)
-CALIBRATION_TRIALS = 5       # per check in --calibrate: the median counts
-FRACTION = 0.6               # a calibrated min is this fraction of the median ...
-NOISE_ROOM = 0.9             # ... or this fraction of the worst trial, if that is lower,
-REGRESSION = 2.0             # ... and must stay above median / REGRESSION, or --calibrate refuses
-ABOUT = ("lrbench perfcheck thresholds, keyed by `lrbench machine` (format: docs/perfcheck.md). "
-         "A machine not under 'machines' is held to 'default' (the package's when absent here).")
+THRESHOLDS = Path(__file__).with_name("perf_thresholds.json")  # package data
+DEFAULT = "default"  # the set a machine without its own calibration is held to
+TRIALS = 3  # per check in the gate: the best counts (noise mostly lowers a ratio)
+CALIBRATION_TRIALS = 5  # per check in --calibrate: the median counts
+FRACTION = 0.6  # a calibrated min is this fraction of the median ...
+NOISE_ROOM = 0.9  # ... or this fraction of the worst trial, if that is lower,
+REGRESSION = 2.0  # ... and must stay above median / REGRESSION, or --calibrate refuses
+ABOUT = (
+    "lrbench perfcheck thresholds, keyed by `lrbench machine` (format: docs/perfcheck.md). "
+    "A machine not under 'machines' is held to 'default' (the package's when absent here)."
+)
 
 
 def _scan_seconds(backend: str, T: int, N: int, reverse: bool = False) -> float:
@@ -54,7 +57,7 @@ def serial_vs_copy() -> float:
     """cpu-serial bandwidth (12 B per element) over a one-core copy's (np.copyto), T = 2^16,
     N = 256."""
     T, N = 1 << 16, 256
-    src = np.ones(6 * T * N // 4, np.float32)      # copied, it moves 12 T N bytes like the scan
+    src = np.ones(6 * T * N // 4, np.float32)  # copied, it moves 12 T N bytes like the scan
     dst = np.empty_like(src)
     return median_time(lambda: np.copyto(dst, src)) / _scan_seconds("cpu-serial", T, N)
 
@@ -71,16 +74,22 @@ def pipeline_vs_serial() -> float:
 
 def reverse_vs_forward() -> float:
     """cpu-serial forward time over reverse time at N = 256, T = 2^16 (1 = no penalty)."""
-    return (_scan_seconds("cpu-serial", 1 << 16, 256)
-            / _scan_seconds("cpu-serial", 1 << 16, 256, True))
+    return _scan_seconds("cpu-serial", 1 << 16, 256) / _scan_seconds(
+        "cpu-serial", 1 << 16, 256, True
+    )
 
 
-CHECKS = {"serial_vs_copy": serial_vs_copy, "chunked_vs_serial": chunked_vs_serial,
-          "pipeline_vs_serial": pipeline_vs_serial, "reverse_vs_forward": reverse_vs_forward}
+CHECKS = {
+    "serial_vs_copy": serial_vs_copy,
+    "chunked_vs_serial": chunked_vs_serial,
+    "pipeline_vs_serial": pipeline_vs_serial,
+    "reverse_vs_forward": reverse_vs_forward,
+}
 WHAT = {name: " ".join(check.__doc__.split()) for name, check in CHECKS.items()}  # what each is
 
 
 # --- where the run happens ----------------------------------------------------------------------
+
 
 def this_machine() -> str:
     """``lrbench machine``: the key of this machine's thresholds."""
@@ -113,32 +122,39 @@ def _busy(load: float | None, n: int | None) -> bool:
 
 # --- the threshold file -------------------------------------------------------------------------
 
+
 def _positive(value) -> bool:
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value) and value > 0)
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    )
 
 
 def _validate_set(checks, where: str, key: str) -> None:
     """One machine's (or the default) ``checks``: known names, a positive ``min`` each."""
     if not isinstance(checks, dict) or not checks:
-        raise Failure(f"{where}: {key}: expected a non-empty \"checks\" object, got {checks!r}")
+        raise Failure(f'{where}: {key}: expected a non-empty "checks" object, got {checks!r}')
     for check, want in checks.items():
         if check not in CHECKS:
             raise Failure(f"{where}: {key}: unknown check {check!r}; known: {', '.join(CHECKS)}")
         if not isinstance(want, dict):
-            raise Failure(f"{where}: {key}.{check}: expected an object with \"min\", got {want!r}")
+            raise Failure(f'{where}: {key}.{check}: expected an object with "min", got {want!r}')
         for field in ("min", "measured"):
             value = want.get(field)
             if (field == "min" or value is not None) and not _positive(value):
-                raise Failure(f"{where}: {key}.{check}.{field}: expected a positive number, "
-                              f"got {value!r}")
+                raise Failure(
+                    f"{where}: {key}.{check}.{field}: expected a positive number, got {value!r}"
+                )
 
 
 def _validate(spec, where: str) -> None:
     """A ``Failure`` naming the file and the first thing wrong in it."""
     if not isinstance(spec, dict) or not isinstance(spec.get("machines"), dict):
-        raise Failure(f"{where}: expected an object with a \"machines\" object "
-                      f"(the format: docs/perfcheck.md)")
+        raise Failure(
+            f'{where}: expected an object with a "machines" object (the format: docs/perfcheck.md)'
+        )
     sets = {f"machines.{m}": s for m, s in spec["machines"].items()}
     if DEFAULT in spec:
         sets[DEFAULT] = spec[DEFAULT]
@@ -177,8 +193,11 @@ def thresholds_for(spec: dict, machine: str) -> tuple[dict, str | None]:
 def weak_checks(checks: dict) -> list[str]:
     """The calibrated checks whose ``min`` a ratio REGRESSION times below ``measured`` still
     passes (a threshold set by hand, or before the code got faster)."""
-    return [c for c, want in checks.items()
-            if want.get("measured") is not None and not want["min"] > want["measured"] / REGRESSION]
+    return [
+        c
+        for c, want in checks.items()
+        if want.get("measured") is not None and not want["min"] > want["measured"] / REGRESSION
+    ]
 
 
 def _writable(path: Path, option: str) -> Path:
@@ -197,19 +216,39 @@ def _writable(path: Path, option: str) -> Path:
 
 # --- measuring ----------------------------------------------------------------------------------
 
+
 def measure(check: str, trials: int) -> list[float]:
     """``trials`` values of one check's ratio."""
     return [float(CHECKS[check]()) for _ in range(trials)]
 
 
-def _row(check: str, measured: float, values: list[float], minimum: float, machine: str,
-         calibrated_on: str | None, commit: str, calibrated_ratio=None) -> dict:
+def _row(
+    check: str,
+    measured: float,
+    values: list[float],
+    minimum: float,
+    machine: str,
+    calibrated_on: str | None,
+    commit: str,
+    calibrated_ratio=None,
+) -> dict:
     """One check's result, as printed and as --json writes it."""
     load, n = load_average(), cores()
-    return dict(check=check, measured=measured, trials=values, min=minimum,
-                calibrated_ratio=calibrated_ratio, machine=machine, calibrated_on=calibrated_on,
-                load=load, cores=n, busy=_busy(load, n), passed=measured >= minimum,
-                commit=commit, what=WHAT[check])
+    return dict(
+        check=check,
+        measured=measured,
+        trials=values,
+        min=minimum,
+        calibrated_ratio=calibrated_ratio,
+        machine=machine,
+        calibrated_on=calibrated_on,
+        load=load,
+        cores=n,
+        busy=_busy(load, n),
+        passed=measured >= minimum,
+        commit=commit,
+        what=WHAT[check],
+    )
 
 
 def gate_rows(checks: dict, machine: str, calibrated_on: str | None, trials: int):
@@ -217,8 +256,16 @@ def gate_rows(checks: dict, machine: str, calibrated_on: str | None, trials: int
     commit = stamp()["commit"]
     for check, want in checks.items():
         values = measure(check, trials)
-        yield _row(check, max(values), values, want["min"], machine, calibrated_on, commit,
-                   calibrated_ratio=want.get("measured"))
+        yield _row(
+            check,
+            max(values),
+            values,
+            want["min"],
+            machine,
+            calibrated_on,
+            commit,
+            calibrated_ratio=want.get("measured"),
+        )
 
 
 def run(thresholds=None, trials: int = TRIALS) -> tuple[bool, list[dict]]:
@@ -231,11 +278,12 @@ def run(thresholds=None, trials: int = TRIALS) -> tuple[bool, list[dict]]:
 
 # --- calibrating --------------------------------------------------------------------------------
 
+
 def _sig3(x: float, down: bool = False) -> float:
     """``x`` to three significant figures (rounded down when ``down``)."""
     digits = 2 - math.floor(math.log10(abs(x))) if x else 0
-    scaled = x * 10 ** digits
-    return round((math.floor(scaled + 1e-9) if down else round(scaled)) / 10 ** digits, digits)
+    scaled = x * 10**digits
+    return round((math.floor(scaled + 1e-9) if down else round(scaled)) / 10**digits, digits)
 
 
 def threshold_for(check: str, values: list[float]) -> dict:
@@ -245,12 +293,17 @@ def threshold_for(check: str, values: list[float]) -> dict:
     median, worst = statistics.median(values), min(values)
     minimum = _sig3(min(FRACTION * median, NOISE_ROOM * worst), down=True)
     if not minimum > median / REGRESSION:
-        why = (f"the worst trial is {worst / median:.0%} of the median" if NOISE_ROOM * worst
-               < FRACTION * median else f"FRACTION {FRACTION} is not above 1/{REGRESSION:g}")
-        raise Failure(f"--calibrate: {check}: trials {', '.join(f'{v:.3g}' for v in values)} "
-                      f"(median {median:.3g}): {why}, so a threshold they pass ({minimum:.3g}) "
-                      f"would pass a {REGRESSION:g}x regression ({median / REGRESSION:.3g}) too; "
-                      f"calibrate on a quieter machine or with more --trials")
+        why = (
+            f"the worst trial is {worst / median:.0%} of the median"
+            if NOISE_ROOM * worst < FRACTION * median
+            else f"FRACTION {FRACTION} is not above 1/{REGRESSION:g}"
+        )
+        raise Failure(
+            f"--calibrate: {check}: trials {', '.join(f'{v:.3g}' for v in values)} "
+            f"(median {median:.3g}): {why}, so a threshold they pass ({minimum:.3g}) "
+            f"would pass a {REGRESSION:g}x regression ({median / REGRESSION:.3g}) too; "
+            f"calibrate on a quieter machine or with more --trials"
+        )
     return {"min": minimum, "measured": _sig3(median), "trials": [_sig3(v) for v in values]}
 
 
@@ -260,9 +313,11 @@ def check_calibration(machine: str, checks: dict) -> None:
     weak = weak_checks(checks)
     if weak:
         want = checks[weak[0]]
-        raise Failure(f"--calibrate: {machine} {weak[0]}: min {want['min']:.3g} is not above "
-                      f"measured / {REGRESSION:g} = {want['measured'] / REGRESSION:.3g}: a "
-                      f"{REGRESSION:g}x regression would pass; nothing written")
+        raise Failure(
+            f"--calibrate: {machine} {weak[0]}: min {want['min']:.3g} is not above "
+            f"measured / {REGRESSION:g} = {want['measured'] / REGRESSION:.3g}: a "
+            f"{REGRESSION:g}x regression would pass; nothing written"
+        )
 
 
 def calibrate(path: Path, trials: int = CALIBRATION_TRIALS) -> list[dict]:
@@ -276,18 +331,29 @@ def calibrate(path: Path, trials: int = CALIBRATION_TRIALS) -> list[dict]:
     for check in CHECKS:
         values = measure(check, trials)
         entry = threshold_for(check, values)
-        row = _row(check, statistics.median(values), values, entry["min"], machine, machine,
-                   when["commit"], calibrated_ratio=entry["measured"])
+        row = _row(
+            check,
+            statistics.median(values),
+            values,
+            entry["min"],
+            machine,
+            machine,
+            when["commit"],
+            calibrated_ratio=entry["measured"],
+        )
         checks[check] = {**entry, "calibrated_at": when, "load": row["load"]}
         rows.append(row)
     check_calibration(machine, checks)
-    spec["machines"][machine] = {"about": f"lrbench perfcheck --calibrate, {trials} trials, "
-                                          f"{cores()} cores", "checks": checks}
+    spec["machines"][machine] = {
+        "about": f"lrbench perfcheck --calibrate, {trials} trials, {cores()} cores",
+        "checks": checks,
+    }
     atomic.write_json(path, spec, indent=2)
     return rows
 
 
 # --- the command --------------------------------------------------------------------------------
+
 
 def _load_text(load: float | None, n: int | None) -> str:
     return f"load average {'unknown' if load is None else f'{load:.2f}'} on {n} cores"
@@ -299,24 +365,33 @@ def describe(row: dict) -> str:
     load = _load_text(row["load"], row["cores"])
     if row["passed"]:
         trials = " ".join(f"{v:.3g}" for v in row["trials"])
-        calibrated = ("" if row["calibrated_ratio"] is None
-                      else f"calibrated {row['calibrated_ratio']:.3g}; ")
-        return (f"ok   {row['check']:18s} {row['measured']:6.3g} >= {row['min']:.3g}  "
-                f"({calibrated}trials {trials}; {load})  {row['what']}")
+        calibrated = (
+            "" if row["calibrated_ratio"] is None else f"calibrated {row['calibrated_ratio']:.3g}; "
+        )
+        return (
+            f"ok   {row['check']:18s} {row['measured']:6.3g} >= {row['min']:.3g}  "
+            f"({calibrated}trials {trials}; {load})  {row['what']}"
+        )
     on = row["calibrated_on"] or "none (conservative defaults)"
     load += ": may reflect load" if row["busy"] else ""
-    return (f"FAIL {row['check']}: ratio {row['measured']:.3g} below threshold {row['min']:.3g} "
-            f"(calibrated on {on}, ran on {row['machine']}; {load})  {row['what']}")
+    return (
+        f"FAIL {row['check']}: ratio {row['measured']:.3g} below threshold {row['min']:.3g} "
+        f"(calibrated on {on}, ran on {row['machine']}; {load})  {row['what']}"
+    )
 
 
 def _header(machine: str, calibrated_on: str | None, where: str, trials: int) -> str:
     if calibrated_on is None:
-        return (f"perfcheck on {machine}: no calibration for {machine} in {where}: held to the "
-                f"conservative default thresholds, which catch only gross breakage; calibrate "
-                f"this machine (lrbench perfcheck --calibrate --thresholds FILE, "
-                f"docs/perfcheck.md). Best of {trials} trials.")
-    return f"perfcheck on {machine}: thresholds calibrated on {calibrated_on} ({where}); " \
-           f"best of {trials} trials."
+        return (
+            f"perfcheck on {machine}: no calibration for {machine} in {where}: held to the "
+            f"conservative default thresholds, which catch only gross breakage; calibrate "
+            f"this machine (lrbench perfcheck --calibrate --thresholds FILE, "
+            f"docs/perfcheck.md). Best of {trials} trials."
+        )
+    return (
+        f"perfcheck on {machine}: thresholds calibrated on {calibrated_on} ({where}); "
+        f"best of {trials} trials."
+    )
 
 
 def _summary(rows: list[dict]) -> list[str]:
@@ -326,17 +401,29 @@ def _summary(rows: list[dict]) -> list[str]:
     lines = [f"performance gate: FAILED: {len(failed)} of {len(rows)} ratios below threshold"]
     busy = [r for r in failed if r["busy"]]
     if busy:
-        lines.append(f"the load average was above the {busy[0]['cores']} cores during {len(busy)} "
-                     f"of them: the result may reflect load; rerun on a quiet machine")
+        lines.append(
+            f"the load average was above the {busy[0]['cores']} cores during {len(busy)} "
+            f"of them: the result may reflect load; rerun on a quiet machine"
+        )
     return lines
 
 
 def _write_json(path: Path, mode: str, thresholds: Path, trials: int, rows: list[dict]) -> None:
     """Every row, with the run's verdict, machine and thresholds, written atomically."""
-    atomic.write_json(path, {
-        "mode": mode, "passed": all(r["passed"] for r in rows), "thresholds": str(thresholds),
-        "trials": trials, "machine": rows[0]["machine"], "calibrated_on": rows[0]["calibrated_on"],
-        "commit": rows[0]["commit"], "rows": rows}, indent=2)
+    atomic.write_json(
+        path,
+        {
+            "mode": mode,
+            "passed": all(r["passed"] for r in rows),
+            "thresholds": str(thresholds),
+            "trials": trials,
+            "machine": rows[0]["machine"],
+            "calibrated_on": rows[0]["calibrated_on"],
+            "commit": rows[0]["commit"],
+            "rows": rows,
+        },
+        indent=2,
+    )
 
 
 def _gate(thresholds, trials: int) -> list[dict]:
@@ -351,9 +438,11 @@ def _gate(thresholds, trials: int) -> list[dict]:
         rows.append(row)
     for check in weak_checks(checks):
         want = checks[check]
-        print(f"note: {check}'s threshold {want['min']:.3g} is not above its calibrated "
-              f"{want['measured']:.3g} / {REGRESSION:g}: a {REGRESSION:g}x regression would pass "
-              f"it; recalibrate this machine (docs/perfcheck.md)")
+        print(
+            f"note: {check}'s threshold {want['min']:.3g} is not above its calibrated "
+            f"{want['measured']:.3g} / {REGRESSION:g}: a {REGRESSION:g}x regression would pass "
+            f"it; recalibrate this machine (docs/perfcheck.md)"
+        )
     for line in _summary(rows):
         print(line)
     return rows
@@ -362,33 +451,46 @@ def _gate(thresholds, trials: int) -> list[dict]:
 def _calibrate(thresholds: Path, trials: int) -> list[dict]:
     """Calibrate, then print each check's median, new threshold and trials."""
     rows = calibrate(thresholds, trials)
-    print(f"perfcheck --calibrate on {rows[0]['machine']}: median of {trials} trials; wrote its "
-          f"entry into {thresholds}")
+    print(
+        f"perfcheck --calibrate on {rows[0]['machine']}: median of {trials} trials; wrote its "
+        f"entry into {thresholds}"
+    )
     for r in rows:
-        print(f"{r['check']:18s} measured {r['calibrated_ratio']:.3g}  min {r['min']:.3g}  trials "
-              f"{' '.join(f'{v:.3g}' for v in r['trials'])}  ({_load_text(r['load'], r['cores'])})")
+        print(
+            f"{r['check']:18s} measured {r['calibrated_ratio']:.3g}  min {r['min']:.3g}  trials "
+            f"{' '.join(f'{v:.3g}' for v in r['trials'])}  ({_load_text(r['load'], r['cores'])})"
+        )
     if any(r["busy"] for r in rows):
-        print("warning: the load average was above the core count while calibrating: the "
-              "thresholds may be too low; calibrate on a quiet machine")
+        print(
+            "warning: the load average was above the core count while calibrating: the "
+            "thresholds may be too low; calibrate on a quiet machine"
+        )
     return rows
 
 
-def main(json_path=None, thresholds=None, trials: int | None = None,
-         calibrate: bool = False) -> int:
+def main(
+    json_path=None, thresholds=None, trials: int | None = None, calibrate: bool = False
+) -> int:
     """``lrbench perfcheck``: 0 when every ratio is at or above its threshold (or the
     calibration was written), 1 otherwise. Paths are checked before anything is timed."""
     json_path = _writable(Path(json_path), "--json") if json_path is not None else None
     if calibrate:
         if thresholds is None:
-            raise Failure("--calibrate: needs --thresholds FILE, the file to write this machine's "
-                          "entry into (in a checkout, lrbench/perf_thresholds.json is the shipped "
-                          "one)")
+            raise Failure(
+                "--calibrate: needs --thresholds FILE, the file to write this machine's "
+                "entry into (in a checkout, lrbench/perf_thresholds.json is the shipped "
+                "one)"
+            )
         rows = _calibrate(Path(thresholds), trials or CALIBRATION_TRIALS)
     else:
         rows = _gate(thresholds, trials or TRIALS)
     if json_path is not None:
-        _write_json(json_path, "calibrate" if calibrate else "gate",
-                    thresholds if thresholds is not None else THRESHOLDS,
-                    trials or (CALIBRATION_TRIALS if calibrate else TRIALS), rows)
+        _write_json(
+            json_path,
+            "calibrate" if calibrate else "gate",
+            thresholds if thresholds is not None else THRESHOLDS,
+            trials or (CALIBRATION_TRIALS if calibrate else TRIALS),
+            rows,
+        )
         print(f"wrote {json_path}")
     return 0 if all(r["passed"] for r in rows) else 1

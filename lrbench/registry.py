@@ -6,6 +6,7 @@ A backend module exposes ``forward(a, x, h0, reverse) -> h`` and
 ``check(a, x, h0)`` for value constraints and ``UNAVAILABLE`` (a reason, or None). The GPU
 backends register themselves here the same way.
 """
+
 from __future__ import annotations
 
 import functools
@@ -77,13 +78,13 @@ def backends() -> list[dict]:
 
 
 _P = "lrbench.scan."
-register("reference", _P + "reference", "float64 serial loop in NumPy; the ground truth")
+register("reference", "lrbench.reference", "float64 serial loop in NumPy; the ground truth")
 register("torch-loop", _P + "torch_loop", "naive PyTorch loop over T (any device)")
-register("cpu-serial", _P + "cpu_serial", "compiled (Numba) serial scan, vectorised over channels")
-register("cpu-chunked", _P + "cpu_chunked", "paper's Algorithm 1 on CPU cores (Numba threads)")
+register("cpu-serial", _P + "cpu.serial", "compiled (Numba) serial scan, vectorised over channels")
+register("cpu-chunked", _P + "cpu.chunked", "paper's Algorithm 1 on CPU cores (Numba threads)")
 register("torch-assoc", _P + "torch_assoc", "torch's generic associative_scan (eager)")
 register("log-space", _P + "log_space", "Heinsen's logcumsumexp trick; needs a > 0")
-register("cuda-serial", _P + "cuda_serial", "serial CUDA loop, a thread per channel (paper's SLR)")
-register("cuda-paper", _P + "cuda_paper", "port of the paper's three-kernel CUDA scan (Table 1)")
-register("cuda-scan", _P + "cuda_scan", "single-pass tiled CUDA scan with decoupled look-back")
+register("cuda-serial", _P + "cuda.serial", "serial CUDA loop, a thread per channel (paper's SLR)")
+register("cuda-paper", _P + "cuda.paper", "port of the paper's three-kernel CUDA scan (Table 1)")
+register("cuda-scan", _P + "cuda.scan", "single-pass tiled CUDA scan with decoupled look-back")
 register("triton-scan", _P + "triton_scan", "Triton associative_scan over chunks, carried prefix")

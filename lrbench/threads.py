@@ -1,4 +1,5 @@
 """``lrbench.set_num_threads``: the one thread knob of lrbench's CPU backends."""
+
 from __future__ import annotations
 
 import torch

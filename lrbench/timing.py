@@ -4,6 +4,7 @@
 ``fn`` or uses CUDA events). ``copy_seconds``: a preallocated copy of the same bytes on the same
 device, the bandwidth yardstick. ``inputs``: the seeded long-memory gates and inputs.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -19,13 +20,16 @@ def wall_seconds(fn) -> float:
     return time.perf_counter() - t0
 
 
-def median_time(fn, min_reps: int = 5, min_seconds: float = 0.2, max_reps: int = 50,
-                timed=wall_seconds) -> float:
+def median_time(
+    fn, min_reps: int = 5, min_seconds: float = 0.2, max_reps: int = 50, timed=wall_seconds
+) -> float:
     """Median seconds of ``fn()`` after one warm-up call (JIT compile, page faults); ``timed``
     times one call (the wall clock, or CUDA events on the GPU: benchmarks/common.py)."""
     fn()
     times, start = [], time.perf_counter()
-    while len(times) < min_reps or (time.perf_counter() - start < min_seconds and len(times) < max_reps):
+    while len(times) < min_reps or (
+        time.perf_counter() - start < min_seconds and len(times) < max_reps
+    ):
         times.append(timed(fn))
     return statistics.median(times)
 

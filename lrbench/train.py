@@ -24,6 +24,7 @@ Nothing is lost:
   ``metrics.jsonl`` as ``{"step": s, "event": "resume", "changed": {...}}`` at the step ``s``
   after which it took effect.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,8 +49,21 @@ from .tasks import problem_2b
 
 CONVERGED_AFTER = 5
 # What a run is: a resume with any of these changed is refused.
-FIXED = ("model", "T", "p", "hidden", "layers", "batch", "optimizer", "seed", "device", "surrogate",
-         "qrnn_k", "forget_bias", "dtype")
+FIXED = (
+    "model",
+    "T",
+    "p",
+    "hidden",
+    "layers",
+    "batch",
+    "optimizer",
+    "seed",
+    "device",
+    "surrogate",
+    "qrnn_k",
+    "forget_bias",
+    "dtype",
+)
 # What may change when resuming: applied from the resume on, and recorded in metrics.jsonl.
 CHANGEABLE = ("lr", "max_steps", "max_seconds", "checkpoint_every", "scan_backend")
 RUN_FILES = ("metrics.jsonl", "summary.json", checkpoint.NAME, checkpoint.PREVIOUS)
@@ -61,14 +75,24 @@ LAYERS = Number(int, min=1, max=1000)
 SEED = Number(int, min=0, max=2**64 - 2)
 BIAS = Number(float, min=-1000, max=1000)
 # What a checkpoint of a run holds: entry -> the types it may have.
-STATE = {"model": (dict,), "optimizer": (dict,), "rng": (dict,), "step": (int,),
-         "elapsed": (int, float), "streak": (int,), "converged_at": (int, type(None)),
-         "settings": (dict,)}
+STATE = {
+    "model": (dict,),
+    "optimizer": (dict,),
+    "rng": (dict,),
+    "step": (int,),
+    "elapsed": (int, float),
+    "streak": (int,),
+    "converged_at": (int, type(None)),
+    "settings": (dict,),
+}
 
 
 def parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     from .registry import names
-    p = p or new_parser("lrbench train", "Train a model on problem 2b, with checkpoints and --resume.")
+
+    p = p or new_parser(
+        "lrbench train", "Train a model on problem 2b, with checkpoints and --resume."
+    )
     p.add_argument("--model", choices=MODELS, default="gilr-lstm", help="the recurrent layers")
     p.add_argument("--T", type=SIZE, default=1024, help="sequence length (steps)")
     p.add_argument("--p", type=SIZE, default=128, help="alphabet size (one-hot dimensions)")
@@ -78,30 +102,68 @@ def parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     p.add_argument("--lr", type=POSITIVE, default=3e-3, help="learning rate")
     p.add_argument("--optimizer", choices=["adam", "sgd"], default="adam", help="the optimiser")
     p.add_argument("--seed", type=SEED, default=0, help="seed of the weights (data: seed + 1)")
-    p.add_argument("--device", type=device, default="cpu", help="torch device: cpu, cuda or cuda:<index>")
-    p.add_argument("--scan-backend", choices=["auto", *names()], default="auto", metavar="NAME",
-                   help="the linear recurrence's backend (see `lrbench backends`)")
-    p.add_argument("--surrogate", choices=["previous", "current"], default="previous",
-                   help="GILR-LSTM gates see h~ of the previous step (the paper's equations) or the current one (its code)")
+    p.add_argument(
+        "--device", type=device, default="cpu", help="torch device: cpu, cuda or cuda:<index>"
+    )
+    p.add_argument(
+        "--scan-backend",
+        choices=["auto", *names()],
+        default="auto",
+        metavar="NAME",
+        help="the linear recurrence's backend (see `lrbench backends`)",
+    )
+    p.add_argument(
+        "--surrogate",
+        choices=["previous", "current"],
+        default="previous",
+        help="GILR-LSTM gates see h~ of the previous step (the paper's equations) or the current one (its code)",
+    )
     p.add_argument("--qrnn-k", type=SIZE, default=2, help="QRNN window (taps)")
-    p.add_argument("--forget-bias", type=BIAS, default=FORGET_BIAS,
-                   help="initial bias of every forget gate, the LSTM's included (paper's code: 5)")
-    p.add_argument("--max-steps", type=POSITIVE_INT, default=10000, help="step budget (optimiser steps)")
-    p.add_argument("--max-seconds", type=POSITIVE, default=None,
-                   help="wall-clock budget in seconds, resumed runs included; none when left out")
-    p.add_argument("--checkpoint-every", type=POSITIVE_INT, default=50, help="steps between checkpoints")
-    p.add_argument("--out", default="runs/train", help="folder for metrics.jsonl, summary.json and checkpoints")
+    p.add_argument(
+        "--forget-bias",
+        type=BIAS,
+        default=FORGET_BIAS,
+        help="initial bias of every forget gate, the LSTM's included (paper's code: 5)",
+    )
+    p.add_argument(
+        "--max-steps", type=POSITIVE_INT, default=10000, help="step budget (optimiser steps)"
+    )
+    p.add_argument(
+        "--max-seconds",
+        type=POSITIVE,
+        default=None,
+        help="wall-clock budget in seconds, resumed runs included; none when left out",
+    )
+    p.add_argument(
+        "--checkpoint-every", type=POSITIVE_INT, default=50, help="steps between checkpoints"
+    )
+    p.add_argument(
+        "--out", default="runs/train", help="folder for metrics.jsonl, summary.json and checkpoints"
+    )
     again = p.add_mutually_exclusive_group()
-    again.add_argument("--resume", action="store_true",
-                       help="continue the run in OUT from its newest good checkpoint")
-    again.add_argument("--overwrite", action="store_true",
-                       help="start afresh in OUT, moving an earlier run's files into OUT/overwritten-<k>/")
+    again.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in OUT from its newest good checkpoint",
+    )
+    again.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start afresh in OUT, moving an earlier run's files into OUT/overwritten-<k>/",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--dtype", choices=["float32", "float64"], default="float32",
-                   help="dtype of the weights and activations")
-    p.add_argument("--sequence-parallel", action="store_true",
-                   help="under torchrun: split each sequence's time axis over the ranks "
-                        "(docs/sequence-parallel.md); rank r > 0 writes to OUT/rank<r>")
+    p.add_argument(
+        "--dtype",
+        choices=["float32", "float64"],
+        default="float32",
+        help="dtype of the weights and activations",
+    )
+    p.add_argument(
+        "--sequence-parallel",
+        action="store_true",
+        help="under torchrun: split each sequence's time axis over the ranks "
+        "(docs/sequence-parallel.md); rank r > 0 writes to OUT/rank<r>",
+    )
     return p
 
 
@@ -128,6 +190,7 @@ def _check_backend(name: str) -> None:
     if name == "auto":
         return
     from .registry import get
+
     ok, why = get(name).availability()
     if not ok:
         raise Failure(f"--scan-backend {name}: unavailable on this machine ({why})")
@@ -139,8 +202,10 @@ def _changes(stored: dict, now: dict, path: Path) -> dict:
     fixed = [k for k in FIXED if k in stored and stored[k] != now[k]]
     if fixed:
         show = lambda values: " ".join(f"--{k.replace('_', '-')} {values[k]}" for k in fixed)
-        raise Failure(f"--resume: {path} is a run with {show(stored)}, not {show(now)}; resume with "
-                      f"{show(stored)}, or start a new run elsewhere or with --overwrite")
+        raise Failure(
+            f"--resume: {path} is a run with {show(stored)}, not {show(now)}; resume with "
+            f"{show(stored)}, or start a new run elsewhere or with --overwrite"
+        )
     return {k: [stored.get(k), now[k]] for k in CHANGEABLE if stored.get(k) != now[k]}
 
 
@@ -180,11 +245,13 @@ def _lock(out: Path, create: bool) -> tuple[int, Path] | None:
             if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
                 raise Failure(f"--out {out}: cannot lock {path} ({e.strerror or e})") from None
             pid = f" (pid {holder})" if holder.isdigit() else ""
-            raise Failure(f"--out {out}: another lrbench train{pid} is running there; wait for it "
-                          f"to end or use another folder") from None
+            raise Failure(
+                f"--out {out}: another lrbench train{pid} is running there; wait for it "
+                f"to end or use another folder"
+            ) from None
         if _same_file(fd, path):
             break
-        os.close(fd)                                  # removed by the run that held it: lock anew
+        os.close(fd)  # removed by the run that held it: lock anew
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd, path
@@ -237,12 +304,14 @@ def _resume_point(out: Path, present: list[str], device, seqpar) -> tuple[dict, 
         except checkpoint.CheckpointError as e:
             raise Failure(f"--resume: {e}") from None
     else:
-        found, skipped = (checkpoint.load_all(out, device, check=_check_state) if present
-                          else ([], [none_here]))
+        found, skipped = (
+            checkpoint.load_all(out, device, check=_check_state) if present else ([], [none_here])
+        )
         step = seqpar.common_step([ck["step"] for ck, _ in found], skipped)
         ck, path = next((ck, path) for ck, path in found if ck["step"] == step)
-        skipped += [f"{p}: step {c['step']} is not on every rank"
-                    for c, p in found if c["step"] > step]
+        skipped += [
+            f"{p}: step {c['step']} is not on every rank" for c, p in found if c["step"] > step
+        ]
     for why in skipped:
         print(f"warning: {why}; resuming from {path.name} (step {ck['step']})", file=sys.stderr)
     return ck, path
@@ -257,8 +326,10 @@ def _start(args, device, seqpar=None):
         ck, path = _resume_point(out, present, device, seqpar)
         return ck, path, _changes(ck["settings"], settings(args), path)
     if present and not getattr(args, "overwrite", False):
-        raise Failure(f"--out {out} already holds a run ({', '.join(present)}); add --resume to continue it "
-                      f"or --overwrite to start afresh (the old files are moved to {out}/overwritten-<k>/)")
+        raise Failure(
+            f"--out {out} already holds a run ({', '.join(present)}); add --resume to continue it "
+            f"or --overwrite to start afresh (the old files are moved to {out}/overwritten-<k>/)"
+        )
     writable_dir(out, "--out")
     if present:
         print(f"moved the earlier run's files to {_move_aside(out, present)}", file=sys.stderr)
@@ -271,10 +342,16 @@ def train(args) -> dict:
     dev, run_step, seqpar = torch.device(args.device), _step, None
     if args.sequence_parallel:
         from .distributed.training import SequenceParallel
-        seqpar = SequenceParallel(args)                       # joins the torchrun job
+
+        seqpar = SequenceParallel(args)  # joins the torchrun job
         dev, run_step = seqpar.device, seqpar.step
-        args = argparse.Namespace(**{**vars(args), "out": str(seqpar.out(Path(args.out))),
-                                     "quiet": args.quiet or seqpar.rank > 0})
+        args = argparse.Namespace(
+            **{
+                **vars(args),
+                "out": str(seqpar.out(Path(args.out))),
+                "quiet": args.quiet or seqpar.rank > 0,
+            }
+        )
     _check_backend(args.scan_backend)
     lock = _lock(Path(args.out), create=not args.resume)
     try:
@@ -288,14 +365,25 @@ def _train(args, dev, run_step, seqpar) -> dict:
     ck, ck_path, changed = _start(args, dev, seqpar)
     out = Path(args.out)
     metrics_path = out / "metrics.jsonl"
-    for name in RUN_FILES:                            # temporary files of a killed run
+    for name in RUN_FILES:  # temporary files of a killed run
         atomic.remove_stale(out, name)
     torch.manual_seed(args.seed)
-    model = SequenceClassifier(args.model, args.p, args.hidden, args.layers, 2, args.scan_backend,
-                               args.qrnn_k, args.surrogate, args.forget_bias).to(dev, getattr(torch, args.dtype))
+    model = SequenceClassifier(
+        args.model,
+        args.p,
+        args.hidden,
+        args.layers,
+        2,
+        args.scan_backend,
+        args.qrnn_k,
+        args.surrogate,
+        args.forget_bias,
+    ).to(dev, getattr(torch, args.dtype))
     if seqpar is not None:
         seqpar.attach(model)
-    opt = (torch.optim.Adam if args.optimizer == "adam" else torch.optim.SGD)(model.parameters(), lr=args.lr)
+    opt = (torch.optim.Adam if args.optimizer == "adam" else torch.optim.SGD)(
+        model.parameters(), lr=args.lr
+    )
     data_gen = torch.Generator(device=dev).manual_seed(args.seed + 1)
     step, elapsed, streak, converged_at = 0, 0.0, 0, None
     if ck is not None:
@@ -303,35 +391,59 @@ def _train(args, dev, run_step, seqpar) -> dict:
             model.load_state_dict(ck["model"])
             opt.load_state_dict(ck["optimizer"])
             _set_rng_state(ck["rng"], data_gen, dev)
-            step, elapsed, streak, converged_at = ck["step"], ck["elapsed"], ck["streak"], ck["converged_at"]
+            step, elapsed, streak, converged_at = (
+                ck["step"],
+                ck["elapsed"],
+                ck["streak"],
+                ck["converged_at"],
+            )
         except (KeyError, RuntimeError, ValueError, TypeError) as e:
-            raise Failure(f"--resume: {ck_path} does not fit this model ({str(e).splitlines()[0]})") from None
+            raise Failure(
+                f"--resume: {ck_path} does not fit this model ({str(e).splitlines()[0]})"
+            ) from None
         for group in opt.param_groups:
-            group["lr"] = args.lr                     # a changed learning rate takes effect now
+            group["lr"] = args.lr  # a changed learning rate takes effect now
         _truncate_metrics(metrics_path, step)
     log = None
 
     def save():
         if log is not None:
-            os.fsync(log)                             # the metrics a checkpoint claims are on disk first
-        checkpoint.save(out, dict(model=model.state_dict(), optimizer=opt.state_dict(),
-                                  rng=_rng_state(data_gen, dev), step=step, elapsed=time.perf_counter() - start,
-                                  streak=streak, converged_at=converged_at, settings=settings(args)))
+            os.fsync(log)  # the metrics a checkpoint claims are on disk first
+        checkpoint.save(
+            out,
+            dict(
+                model=model.state_dict(),
+                optimizer=opt.state_dict(),
+                rng=_rng_state(data_gen, dev),
+                step=step,
+                elapsed=time.perf_counter() - start,
+                streak=streak,
+                converged_at=converged_at,
+                settings=settings(args),
+            ),
+        )
 
     def write(record):
         _append(log, metrics_path, (atomic.dumps(record) + "\n").encode())
 
-    from tqdm import tqdm                             # (not even its lock when --quiet)
-    bar = None if args.quiet else tqdm(total=args.max_steps, initial=step, desc=f"{args.model} T={args.T}")
+    from tqdm import tqdm  # (not even its lock when --quiet)
+
+    bar = (
+        None
+        if args.quiet
+        else tqdm(total=args.max_steps, initial=step, desc=f"{args.model} T={args.T}")
+    )
     start = time.perf_counter() - elapsed
     if ck is None:
-        save()                                        # before metrics.jsonl: a run with metrics can resume
+        save()  # before metrics.jsonl: a run with metrics can resume
     log = os.open(metrics_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
     try:
         if ck is not None:
             write(dict(step=step, event="resume", checkpoint=ck_path.name, changed=changed))
         budget = args.max_seconds if args.max_seconds is not None else float("inf")
-        while step < args.max_steps and converged_at is None and time.perf_counter() - start < budget:
+        while (
+            step < args.max_steps and converged_at is None and time.perf_counter() - start < budget
+        ):
             idx, sign, label = problem_2b(args.T, args.batch, args.p, data_gen, dev)
             opt.zero_grad(set_to_none=True)
             loss, acc = run_step(model, idx, sign, label)
@@ -348,13 +460,19 @@ def _train(args, dev, run_step, seqpar) -> dict:
             if step % args.checkpoint_every == 0 or converged_at is not None:
                 save()
         if step % args.checkpoint_every and converged_at is None:
-            save()                                    # a budget ended the run between checkpoints
+            save()  # a budget ended the run between checkpoints
     finally:
         os.close(log)
         if bar:
             bar.close()
-    summary = dict(settings(args), out=str(out), steps=step, seconds=time.perf_counter() - start,
-                   converged=converged_at is not None, converged_at=converged_at)
+    summary = dict(
+        settings(args),
+        out=str(out),
+        steps=step,
+        seconds=time.perf_counter() - start,
+        converged=converged_at is not None,
+        converged_at=converged_at,
+    )
     atomic.write_json(out / "summary.json", summary, indent=1)
     return summary
 
@@ -373,8 +491,9 @@ def _append(fd: int, path: Path, data: bytes) -> None:
     except OSError as e:
         with contextlib.suppress(OSError):
             os.ftruncate(fd, size)
-        raise OSError(e.errno, f"{e.strerror or e} (the metrics line being appended was removed)",
-                      str(path)) from None
+        raise OSError(
+            e.errno, f"{e.strerror or e} (the metrics line being appended was removed)", str(path)
+        ) from None
 
 
 def _step(model, idx, sign, label) -> tuple[float, float]:

@@ -1,4 +1,5 @@
 """Shared test data, the tolerance table and NaN poisoning."""
+
 from __future__ import annotations
 
 import os
@@ -10,17 +11,17 @@ import torch
 # auto's facts (measured on a machine without a table) go to a folder of this run, not to ~/.cache
 os.environ.setdefault("LRBENCH_CACHE", tempfile.mkdtemp(prefix="lrbench-cache-"))
 if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")   # triton-scan then runs on CPU tensors
+    os.environ.setdefault("TRITON_INTERPRET", "1")  # triton-scan then runs on CPU tensors
 
 import lrbench
-from lrbench.scan import cpu_chunked
+from lrbench.scan.cpu import chunked as cpu_chunked
 
 # One tolerance table per dtype: max|out - ref| <= atol + rtol * max|ref| (normwise), against the
 # float64 reference. log-space pays for exp/log round trips and gets its own row.
 TOL = {
     torch.float64: dict(rtol=1e-12, atol=1e-12),
     torch.float32: dict(rtol=2e-5, atol=1e-6),
-    torch.float16: dict(rtol=5e-3, atol=1e-3),     # fp32 accumulation; one rounding per output
+    torch.float16: dict(rtol=5e-3, atol=1e-3),  # fp32 accumulation; one rounding per output
     torch.bfloat16: dict(rtol=2e-2, atol=1e-2),
 }
 TOL_LOG_SPACE = {
@@ -41,13 +42,16 @@ def assert_close(name: str, out: torch.Tensor, ref: torch.Tensor, rtol: float, a
     assert out64.shape == ref64.shape, f"{name}: shape {tuple(out64.shape)} != {tuple(ref64.shape)}"
     assert torch.equal(torch.isnan(out64), torch.isnan(ref64)), f"{name}: NaN pattern differs"
     finite = torch.isfinite(ref64)
-    assert torch.equal(out64[~finite & ~torch.isnan(ref64)], ref64[~finite & ~torch.isnan(ref64)]), \
-        f"{name}: Inf entries differ"
+    assert torch.equal(
+        out64[~finite & ~torch.isnan(ref64)], ref64[~finite & ~torch.isnan(ref64)]
+    ), f"{name}: Inf entries differ"
     if finite.any():
         err = (out64[finite] - ref64[finite]).abs().max().item()
         scale = ref64[finite].abs().max().item()
         print(f"{name}: max abs err {err:.3g} (scale {scale:.3g})")
-        assert err <= atol + rtol * scale, f"{name}: max abs err {err:.3g} > {atol} + {rtol} * {scale:.3g}"
+        assert err <= atol + rtol * scale, (
+            f"{name}: max abs err {err:.3g} > {atol} + {rtol} * {scale:.3g}"
+        )
 
 
 def make_inputs(T, N, dtype, gates="sigmoid", seed=0, h0=True, extra=()):
@@ -62,7 +66,7 @@ def make_inputs(T, N, dtype, gates="sigmoid", seed=0, h0=True, extra=()):
         raise ValueError(gates)
     x = torch.randn(shape, generator=g, dtype=torch.float64)
     hz = torch.randn(shape[1:], generator=g, dtype=torch.float64) if h0 else None
-    cast = (lambda t: None if t is None else t.to(dtype))
+    cast = lambda t: None if t is None else t.to(dtype)
     return cast(a), cast(x), cast(hz)
 
 
@@ -83,8 +87,10 @@ def poisoned(monkeypatch):
         if out.is_floating_point():
             out.fill_(float("nan"))
         return out
+
     monkeypatch.setattr(torch, "empty_like", empty_like)
-    from lrbench import memory                   # the outputs of linear_recurrence
+    from lrbench import memory  # the outputs of linear_recurrence
+
     real_empty = memory.empty
 
     def empty(*args, **kw):
@@ -92,6 +98,7 @@ def poisoned(monkeypatch):
         if out.is_floating_point() or out.is_complex():
             out.fill_(float("nan"))
         return out
+
     monkeypatch.setattr(memory, "empty", empty)
 
 
@@ -101,7 +108,7 @@ def run(backend, a, x, h0, **kw):
 
 def assert_matches_reference(backend, a, x, h0, reverse, dtype, seed):
     """h, dx, da and dh0 of ``backend`` against the float64 reference, to ``dtype``'s tolerance."""
-    leaf = (lambda t, dt: None if t is None else t.detach().to(dt).clone().requires_grad_())
+    leaf = lambda t, dt: None if t is None else t.detach().to(dt).clone().requires_grad_()
     a64, x64, h064 = leaf(a, torch.float64), leaf(x, torch.float64), leaf(h0, torch.float64)
     ref = run("reference", a64, x64, h064, reverse=reverse)
     gh = torch.randn(ref.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)

@@ -1,4 +1,5 @@
 """fp32 accuracy of the compiled CPU backends over a million steps with long-memory gates."""
+
 from __future__ import annotations
 
 import pytest

@@ -10,6 +10,7 @@
 - ``make bench``: its subset is asv's own -b selection, its estimate comes from the committed
   durations, and its progress lines follow asv's output.
 """
+
 from __future__ import annotations
 
 import io
@@ -30,9 +31,21 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "asv.conf.json"
 VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
 PYTHON = str(VENV_PYTHON if VENV_PYTHON.exists() else Path(sys.executable))
-COLUMNS = ["result", "params", "version", "started_at", "duration", "stats_ci_99_a",
-           "stats_ci_99_b", "stats_q_25", "stats_q_75", "stats_number", "stats_repeat", "samples",
-           "profile"]
+COLUMNS = [
+    "result",
+    "params",
+    "version",
+    "started_at",
+    "duration",
+    "stats_ci_99_a",
+    "stats_ci_99_b",
+    "stats_q_25",
+    "stats_q_75",
+    "stats_number",
+    "stats_repeat",
+    "samples",
+    "profile",
+]
 REG = "bench_regression.Regression.time_scan"
 CASES = ["'cpu-serial T=65536 N=256 out'", "'auto T=16 N=1 fresh'"]
 
@@ -40,25 +53,49 @@ asv = pytest.importorskip("asv")
 
 
 def _commits(n=2) -> list[str]:
-    out = subprocess.run(["git", "rev-list", f"--max-count={n}", "HEAD"], cwd=ROOT,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        ["git", "rev-list", f"--max-count={n}", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    )
     if out.returncode != 0 or len(out.stdout.split()) < n:
         pytest.skip("needs the git history of this checkout")
     return out.stdout.split()[::-1]
 
 
-def _existing(folder: Path, commit: str, python: str, values, started=1, extra=None,
-              machine="box", repeat=10) -> Path:
+def _existing(
+    folder: Path, commit: str, python: str, values, started=1, extra=None, machine="box", repeat=10
+) -> Path:
     """A result file as `asv run -E existing:PYTHON --set-commit-hash COMMIT` writes it."""
     env = "existing-py" + python.replace("/", "_")
-    scaled = lambda f: [v * f for v in values]                 # noqa: E731  (intervals, quartiles)
-    results = {REG: [values, [CASES], "1", started, 2.0, scaled(0.9), scaled(1.1), scaled(0.98),
-                     scaled(1.02), [1] * len(values), [repeat] * len(values)]}
+    scaled = lambda f: [v * f for v in values]  # noqa: E731  (intervals, quartiles)
+    results = {
+        REG: [
+            values,
+            [CASES],
+            "1",
+            started,
+            2.0,
+            scaled(0.9),
+            scaled(1.1),
+            scaled(0.98),
+            scaled(1.02),
+            [1] * len(values),
+            [repeat] * len(values),
+        ]
+    }
     results.update(extra or {})
-    data = {"commit_hash": commit, "env_name": env, "date": started,
-            "params": {"machine": machine, "python": python}, "python": python,
-            "requirements": {}, "env_vars": {}, "result_columns": COLUMNS, "results": results,
-            "durations": {"<build>": 1e-4}, "version": 2}
+    data = {
+        "commit_hash": commit,
+        "env_name": env,
+        "date": started,
+        "params": {"machine": machine, "python": python},
+        "python": python,
+        "requirements": {},
+        "env_vars": {},
+        "result_columns": COLUMNS,
+        "results": results,
+        "durations": {"<build>": 1e-4},
+        "version": 2,
+    }
     path = folder / machine / f"{commit[:8]}-{env}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data))
@@ -68,9 +105,21 @@ def _existing(folder: Path, commit: str, python: str, values, started=1, extra=N
 
 def _index(folder: Path):
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "benchmarks.json").write_text(json.dumps({
-        REG: {"name": REG, "version": "1", "unit": "seconds", "param_names": ["case"],
-              "params": [CASES], "type": "time"}, "version": 2}))
+    (folder / "benchmarks.json").write_text(
+        json.dumps(
+            {
+                REG: {
+                    "name": REG,
+                    "version": "1",
+                    "unit": "seconds",
+                    "param_names": ["case"],
+                    "params": [CASES],
+                    "type": "time",
+                },
+                "version": 2,
+            }
+        )
+    )
 
 
 def _files(folder: Path, machine="box"):
@@ -79,6 +128,7 @@ def _files(folder: Path, machine="box"):
 
 # ---------------------------------------------------------------------------------------------
 # One series per machine
+
 
 def test_two_folders_venvs_become_one_series(tmp_path):
     """Two users' venvs (/home/ann/lrbench/.venv, /srv/ci/venv) give two environment names;
@@ -99,24 +149,50 @@ def test_two_folders_venvs_become_one_series(tmp_path):
     assert {d["env_name"] for d in data} == {env["name"]}
     assert not any("/" in d["env_name"] for d in data)
     # asv publish draws one graph per params: identical now, and no interpreter path in them
-    assert data[0]["params"] == data[1]["params"] == {"machine": "box", "python": env["python"],
-                                                      **env["requirements"]}
-    assert ar.normalise(results, config=CONFIG, log=lambda _: None) == []     # idempotent
+    assert (
+        data[0]["params"]
+        == data[1]["params"]
+        == {"machine": "box", "python": env["python"], **env["requirements"]}
+    )
+    assert ar.normalise(results, config=CONFIG, log=lambda _: None) == []  # idempotent
 
     # asv's own reader and comparison: the two commits pair up row by row
-    conf = json.loads("\n".join(l for l in CONFIG.read_text().splitlines()
-                                if not l.lstrip().startswith("//")))
-    conf.update(repo=str(ROOT), benchmark_dir=str(ROOT / "benchmarks"), results_dir=str(results),
-                env_dir=str(tmp_path / "env"), html_dir=str(tmp_path / "html"))
+    conf = json.loads(
+        "\n".join(l for l in CONFIG.read_text().splitlines() if not l.lstrip().startswith("//"))
+    )
+    conf.update(
+        repo=str(ROOT),
+        benchmark_dir=str(ROOT / "benchmarks"),
+        results_dir=str(results),
+        env_dir=str(tmp_path / "env"),
+        html_dir=str(tmp_path / "html"),
+    )
     (tmp_path / "asv.conf.json").write_text(json.dumps(conf))
-    out = subprocess.run([PYTHON, "-m", "asv", "--config", str(tmp_path / "asv.conf.json"),
-                          "compare", c1, c2, "--machine", "box", "--factor", "1.1"],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [
+            PYTHON,
+            "-m",
+            "asv",
+            "--config",
+            str(tmp_path / "asv.conf.json"),
+            "compare",
+            c1,
+            c2,
+            "--machine",
+            "box",
+            "--factor",
+            "1.1",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     row = next(l for l in out.stdout.splitlines() if "cpu-serial T=65536" in l)
     change, before, after, ratio, name = [c.strip() for c in row.split("|")[1:-1]]
-    assert change == "+" and float(ratio) == 2.0, out.stdout          # paired: 2x worse, flagged
-    assert "[" not in name                                    # one environment: no [env] suffix
+    assert change == "+" and float(ratio) == 2.0, out.stdout  # paired: 2x worse, flagged
+    assert "[" not in name  # one environment: no [env] suffix
 
 
 def test_results_of_one_commit_from_two_venvs_are_merged(tmp_path):
@@ -139,9 +215,12 @@ def test_a_venv_off_the_pins_is_named_by_its_versions(monkeypatch):
     env = ar.configured_env(CONFIG)
     assert ar.canonical_env(env, "/nonexistent/python")["name"] == env["name"]
     pins = {k.split("+", 1)[1]: v for k, v in env["requirements"].items()}
-    found = dict(pins, torch="2.14.0+cpu", tqdm=None)             # torch newer, tqdm missing
-    monkeypatch.setattr(ar, "interpreter", lambda python, dists: {
-        "python": "3.11", "versions": {d: found[d] for d in dists}})
+    found = dict(pins, torch="2.14.0+cpu", tqdm=None)  # torch newer, tqdm missing
+    monkeypatch.setattr(
+        ar,
+        "interpreter",
+        lambda python, dists: {"python": "3.11", "versions": {d: found[d] for d in dists}},
+    )
     got = ar.canonical_env(env, "/some/python")
     assert "pip+torch2.14.0" in got["name"] and "tqdm" not in got["name"]
     assert got["requirements"]["pip+torch"] == "2.14.0" and "pip+tqdm" not in got["requirements"]
@@ -156,7 +235,10 @@ def test_the_project_venv_gets_the_configured_name():
 def test_committed_results_are_one_series_per_machine():
     for folder in sorted(p for p in (ROOT / "results" / "asv").iterdir() if p.is_dir()):
         names = {json.loads(p.read_text())["env_name"] for p in _files(folder.parent, folder.name)}
-        assert len(names) == 1 and not any(n.startswith("existing-") for n in names), (folder, names)
+        assert len(names) == 1 and not any(n.startswith("existing-") for n in names), (
+            folder,
+            names,
+        )
 
 
 def test_a_renamed_benchmark_carries_its_history_inverted(tmp_path):
@@ -167,13 +249,27 @@ def test_a_renamed_benchmark_carries_its_history_inverted(tmp_path):
     _index(results)
     old = "bench_cpu.AutoVsBest.track_best_over_auto_higher_is_better"
     h = "5237ccea1f797d0ab5f903c8e1d797ef303d194edc9812b2329f886ae1f0cdcb"
-    row = [[0.5, float("nan"), 0.8, 1.0], [["16", "256"], ["1", "4"]], h, 1, 30.0,
-           [0.4, None, 0.7, 0.9], [0.6, None, 0.9, 1.1], [0.45, None, 0.75, 0.95],
-           [0.55, None, 0.85, 1.05]]
+    row = [
+        [0.5, float("nan"), 0.8, 1.0],
+        [["16", "256"], ["1", "4"]],
+        h,
+        1,
+        30.0,
+        [0.4, None, 0.7, 0.9],
+        [0.6, None, 0.9, 1.1],
+        [0.45, None, 0.75, 0.95],
+        [0.55, None, 0.85, 1.05],
+    ]
     _existing(results, c1, "/a/.venv/bin/python", [0.01, 2e-5], extra={old: row})
     ar.normalise(results, config=CONFIG, log=lambda _: None)
-    got = dict(zip(COLUMNS, json.loads(_files(results)[0].read_text())["results"]
-                   ["bench_cpu.AutoVsBest.track_auto_over_best"]))
+    got = dict(
+        zip(
+            COLUMNS,
+            json.loads(_files(results)[0].read_text())["results"][
+                "bench_cpu.AutoVsBest.track_auto_over_best"
+            ],
+        )
+    )
     assert got["version"] == "1"
     assert got["result"][0] == 2.0 and math.isnan(got["result"][1]) and got["result"][3] == 1.0
     assert got["result"][2] == pytest.approx(1.25)
@@ -183,7 +279,7 @@ def test_a_renamed_benchmark_carries_its_history_inverted(tmp_path):
 
 def test_bandwidths_become_exact_times():
     point = {"backend": "cpu-serial", "TxN": "65536x256"}
-    T, N = 65536 // 4, 256                                  # bench_bandwidth.shape on the CPU
+    T, N = 65536 // 4, 256  # bench_bandwidth.shape on the CPU
     assert ar._scan_seconds(1.5, point) == pytest.approx(12 * T * N / 1.5e9)
     assert ar._copy_seconds(50.0, {"MB": 16}) == pytest.approx(2 * 16 * 2**20 / 50e9)
     assert ar._scan_over_copy(40.0, point) == 2.5
@@ -194,12 +290,15 @@ def test_bandwidths_become_exact_times():
 
 UNIT = re.compile(r"^(seconds|.+ / .+ time)$")
 # The one track_ that is not a time: peak memory growth over the output's size (lower is better).
-NOT_A_TIME = {"bench_memory.BroadcastGate.track_peak_growth_over_output": "peak growth / output size"}
+NOT_A_TIME = {
+    "bench_memory.BroadcastGate.track_peak_growth_over_output": "peak growth / output size"
+}
 
 
 def _discover(bench_dir: Path) -> list:
     """asv_runner's discovery, in this process, of the suite in ``bench_dir``."""
     from asv_runner.discovery import disc_benchmarks
+
     sys.path.insert(0, str(bench_dir.parent))
     try:
         return list(disc_benchmarks(str(bench_dir)))
@@ -242,7 +341,9 @@ def test_the_rules_catch_a_broken_suite(tmp_path):
         shutil.copy(f, pkg / f.name)
     text = (pkg / "bench_packed.py").read_text()
     assert '    version = "1"' in text
-    (pkg / "bench_packed.py").write_text(text.replace('    version = "1"', "", 1) + '''
+    (pkg / "bench_packed.py").write_text(
+        text.replace('    version = "1"', "", 1)
+        + """
 
 class Throughput:
     version = "1"
@@ -250,14 +351,16 @@ class Throughput:
     def track_GBps_higher_is_better(self):
         return 1.0
     track_GBps_higher_is_better.unit = "GB/s"
-''')
+"""
+    )
     problems = suite_problems(_discover(pkg))
     assert problems == [
         "bench_packed.PackedVsPadded.time_scan: no explicit version (asv hashes the code)",
         "bench_packed.Throughput.track_GBps_higher_is_better: 'higher is better' (asv counts any "
         "rise as worse)",
         "bench_packed.Throughput.track_GBps_higher_is_better: unit 'GB/s' is neither seconds nor "
-        "a time ratio"], problems
+        "a time ratio",
+    ], problems
 
 
 def test_committed_benchmark_index_is_the_suite(suite):
@@ -266,14 +369,19 @@ def test_committed_benchmark_index_is_the_suite(suite):
     just-discover` after changing the suite."""
     index = json.loads((ROOT / "results" / "asv" / "benchmarks.json").read_text())
     index.pop("version")
-    assert {k: (m["version"], m.get("unit")) for k, m in index.items()} == \
-        {b.name: (b.version, getattr(b, "unit", None)) for b in suite}
+    assert {k: (m["version"], m.get("unit")) for k, m in index.items()} == {
+        b.name: (b.version, getattr(b, "unit", None)) for b in suite
+    }
 
 
 def _asv_check(config: Path, cwd: Path):
-    return subprocess.run([PYTHON, "-m", "asv", "--config", str(config), "check", "-E",
-                           f"existing:{PYTHON}"], cwd=cwd, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [PYTHON, "-m", "asv", "--config", str(config), "check", "-E", f"existing:{PYTHON}"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_asv_check_passes():
@@ -289,12 +397,19 @@ def test_asv_check_catches_a_broken_suite(tmp_path):
         shutil.copy(f, bench / f.name)
     text = (bench / "bench_packed.py").read_text()
     assert "def time_scan(self, T, layout):" in text
-    (bench / "bench_packed.py").write_text(text.replace("def time_scan(self, T, layout):",
-                                                        "def time_scan(self, T):"))
-    conf = json.loads("\n".join(l for l in CONFIG.read_text().splitlines()
-                                if not l.lstrip().startswith("//")))
-    conf.update(repo=str(ROOT), benchmark_dir=str(bench), results_dir=str(tmp_path / "results"),
-                env_dir=str(tmp_path / "env"), html_dir=str(tmp_path / "html"))
+    (bench / "bench_packed.py").write_text(
+        text.replace("def time_scan(self, T, layout):", "def time_scan(self, T):")
+    )
+    conf = json.loads(
+        "\n".join(l for l in CONFIG.read_text().splitlines() if not l.lstrip().startswith("//"))
+    )
+    conf.update(
+        repo=str(ROOT),
+        benchmark_dir=str(bench),
+        results_dir=str(tmp_path / "results"),
+        env_dir=str(tmp_path / "env"),
+        html_dir=str(tmp_path / "html"),
+    )
     (tmp_path / "asv.conf.json").write_text(json.dumps(conf))
     out = _asv_check(tmp_path / "asv.conf.json", tmp_path)
     assert out.returncode != 0 and "PackedVsPadded" in out.stdout + out.stderr, out.stdout
@@ -303,21 +418,28 @@ def test_asv_check_catches_a_broken_suite(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # make bench: subset, estimate, progress
 
+
 def test_subset_is_asv_own_selection():
     """``selection`` picks the points asv's -b picks (asv/benchmarks.py), on the real index."""
     from asv.benchmarks import Benchmarks
     from asv.config import Config
+
     index = json.loads((ROOT / "results" / "asv" / "benchmarks.json").read_text())
     index.pop("version")
     theirs = Benchmarks(Config.load(str(CONFIG)), list(index.values()), regex=ar.DEFAULT_SUBSET)
     ours = ar.selection(index, ar.DEFAULT_SUBSET)
     assert set(ours) == set(theirs)
-    assert {k: v for k, v in ours.items() if v is not None} == \
-        {k: theirs.benchmark_selection[k] for k in ours if theirs.benchmark_selection[k] is not None}
+    assert {k: v for k, v in ours.items() if v is not None} == {
+        k: theirs.benchmark_selection[k] for k in ours if theirs.benchmark_selection[k] is not None
+    }
     # what the charts and README need is in it
-    for must in ["bench_cpu.CPUGrid.time_scan", "bench_regression.Regression.time_scan",
-                 "bench_paper.Table1.time_forward", "bench_models.Table2.time_train_step",
-                 "bench_bandwidth.ScanBandwidth.track_scan_over_copy"]:
+    for must in [
+        "bench_cpu.CPUGrid.time_scan",
+        "bench_regression.Regression.time_scan",
+        "bench_paper.Table1.time_forward",
+        "bench_models.Table2.time_train_step",
+        "bench_bandwidth.ScanBandwidth.track_scan_over_copy",
+    ]:
         assert must in ours
     assert "bench_scan.ScanForwardBackward.time_forward_backward" not in ours
 
@@ -343,14 +465,17 @@ def test_estimate_scales_by_the_points_chosen(tmp_path):
 def test_progress_says_what_is_done_and_left():
     now = [0.0]
     out = io.StringIO()
-    p = ar.Progress({"bench_a.A.time_x": (10.0, "m"), "bench_b.B.track_y": (30.0, "m")}, out=out,
-                    clock=lambda: now[0])
+    p = ar.Progress(
+        {"bench_a.A.time_x": (10.0, "m"), "bench_b.B.track_y": (30.0, "m")},
+        out=out,
+        clock=lambda: now[0],
+    )
     now[0] = 5.0
-    p.feed("· Discovering benchmarks\n[50.00%] ··· bench_a.A.time_x")      # started, line open
+    p.feed("· Discovering benchmarks\n[50.00%] ··· bench_a.A.time_x")  # started, line open
     assert "[make bench]" not in out.getvalue()
     now[0] = 25.0
-    p.feed("        ok\n[100.00%] ··· ...b.B.track_y")                   # truncated name
-    assert "1/2 benchmarks done in 25s; about 1m00s left" in out.getvalue()   # 20 s for 10: x2
+    p.feed("        ok\n[100.00%] ··· ...b.B.track_y")  # truncated name
+    assert "1/2 benchmarks done in 25s; about 1m00s left" in out.getvalue()  # 20 s for 10: x2
     now[0] = 85.0
     p.heartbeat()
     assert "running bench_b.B.track_y for 1m00s" in out.getvalue().splitlines()[-1]

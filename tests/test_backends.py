@@ -1,4 +1,5 @@
 """Every CPU backend against the float64 reference, forward and backward, on awkward shapes."""
+
 from __future__ import annotations
 
 import pytest
@@ -15,18 +16,28 @@ def _cases():
     for backend in CPU_BACKENDS:
         for T in TS:
             if backend == "torch-loop" and T > 1000:
-                continue                     # a Python loop: long T adds time, not coverage
+                continue  # a Python loop: long T adds time, not coverage
             for N in NS:
                 for dt in DTYPES:
                     for h0 in (True, False):
                         for rev in (False, True):
                             gates = "long" if (T + N + h0 + rev) % 2 else "sigmoid"
-                            yield pytest.param(backend, T, N, dt, h0, rev, gates,
-                                               id=f"{backend}-T{T}-N{N}-{dt}-h0{int(h0)}-rev{int(rev)}-{gates}")
+                            yield pytest.param(
+                                backend,
+                                T,
+                                N,
+                                dt,
+                                h0,
+                                rev,
+                                gates,
+                                id=f"{backend}-T{T}-N{N}-{dt}-h0{int(h0)}-rev{int(rev)}-{gates}",
+                            )
 
 
 @pytest.mark.parametrize("backend,T,N,dt,use_h0,reverse,gates", list(_cases()))
-def test_forward_backward_vs_reference(backend, T, N, dt, use_h0, reverse, gates, small_chunks, poisoned):
+def test_forward_backward_vs_reference(
+    backend, T, N, dt, use_h0, reverse, gates, small_chunks, poisoned
+):
     dtype = DTYPES[dt]
     a, x, h0 = make_inputs(T, N, dtype, gates, seed=T * 7 + N, h0=use_h0)
     assert_matches_reference(backend, a, x, h0, reverse, dtype, seed=1)

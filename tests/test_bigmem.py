@@ -4,14 +4,16 @@ The inputs are stride-0 broadcasts (a = 0.5, x = 1, no memory); only the fp32 ou
 (8.6 GB), poisoned with NaN first. h converges to exactly 2.0 after 25 steps, so every element of
 the output is known: a 32-bit offset would wrap, leave NaNs behind or crash.
 """
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from lrbench.machine import available_memory
-from lrbench.scan import cpu_chunked, cpu_serial
-from lrbench.scan._flat import Order
+from lrbench.scan.cpu import chunked as cpu_chunked
+from lrbench.scan.cpu import serial as cpu_serial
+from lrbench.scan.cpu.flat import Order
 
 ELEMS = (1 << 31) + 4096
 
@@ -20,9 +22,12 @@ def _mem_available() -> int:
     return available_memory() or 0
 
 
-pytestmark = [pytest.mark.bigmem,
-              pytest.mark.skipif(_mem_available() < 4 * ELEMS + (3 << 30),
-                                 reason="needs about 11 GiB of free memory")]
+pytestmark = [
+    pytest.mark.bigmem,
+    pytest.mark.skipif(
+        _mem_available() < 4 * ELEMS + (3 << 30), reason="needs about 11 GiB of free memory"
+    ),
+]
 
 
 @pytest.fixture(scope="module")
@@ -47,10 +52,10 @@ def test_offsets_beyond_2_31(out, engine, N, reverse):
     out.fill(np.nan)
     o = Order(T, N, reverse)
     engine.scan_range(o, (a, 0), (x, 0), (out, 0), T, np.zeros(N, np.float32))
-    h = out.reshape(T, N)[::-1] if reverse else out.reshape(T, N)   # processing order
+    h = out.reshape(T, N)[::-1] if reverse else out.reshape(T, N)  # processing order
     head = _expected_head(40)
     np.testing.assert_array_equal(h[:40], np.repeat(head[:, None], N, axis=1))
     assert head[-1] == 2.0
     step = max(1, (1 << 26) // N)
-    for s in range(40, T, step):                  # in slices: no 8 GB temporaries
-        assert (h[s:s + step] == 2.0).all(), f"rows {s}..{s + step} of {T} (N={N})"
+    for s in range(40, T, step):  # in slices: no 8 GB temporaries
+        assert (h[s : s + step] == 2.0).all(), f"rows {s}..{s + step} of {T} (N={N})"

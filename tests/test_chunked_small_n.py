@@ -1,6 +1,7 @@
 """cpu-serial and cpu-chunked with few channels (the chain kernels, 8 chains per core in registers)
 against the float64 reference: every N in 1..17 on awkward T, reverse, h0, forward and backward;
 gate products that underflow are flushed, not left subnormal."""
+
 from __future__ import annotations
 
 import threading
@@ -11,7 +12,9 @@ import pytest
 import torch
 
 from conftest import assert_close, assert_matches_reference, make_inputs, run, tolerance
-from lrbench.scan import _numba_chains, _threads, cpu_chunked
+from lrbench.scan.cpu import chains as _numba_chains
+from lrbench.scan.cpu import threads as _threads
+from lrbench.scan.cpu import chunked as cpu_chunked
 
 TS = [1, 2, 31, 33, 1000, 1023, 1025]
 
@@ -21,14 +24,22 @@ def _cases():
         for i, rev in enumerate((False, True)):
             T = TS[(N + i) % len(TS)]
             dt = torch.float32 if (N + i) % 2 else torch.float64
-            yield pytest.param(N, T, dt, bool((N // 2 + i) % 2), rev,
-                               id=f"N{N}-T{T}-{str(dt)[6:]}-h0{(N // 2 + i) % 2}-rev{int(rev)}")
+            yield pytest.param(
+                N,
+                T,
+                dt,
+                bool((N // 2 + i) % 2),
+                rev,
+                id=f"N{N}-T{T}-{str(dt)[6:]}-h0{(N // 2 + i) % 2}-rev{int(rev)}",
+            )
 
 
 @pytest.mark.parametrize("backend", ["cpu-serial", "cpu-chunked"])
 @pytest.mark.parametrize("N,T,dtype,use_h0,reverse", list(_cases()))
 def test_few_channels_vs_reference(backend, N, T, dtype, use_h0, reverse, small_chunks, poisoned):
-    a, x, h0 = make_inputs(T, N, dtype, "long" if N % 3 == 0 else "sigmoid", seed=N * 31 + T, h0=use_h0)
+    a, x, h0 = make_inputs(
+        T, N, dtype, "long" if N % 3 == 0 else "sigmoid", seed=N * 31 + T, h0=use_h0
+    )
     assert_matches_reference(backend, a, x, h0, reverse, dtype, seed=N)
 
 
@@ -70,7 +81,7 @@ def test_gate_products_that_underflow_are_flushed_to_zero(dtype):
     P, R = np.empty(Q, dtype), np.empty(Q, dtype)
     _numba_chains.reduce(a, 0, x, 0, N, N, L, Q, P, R, np.finfo(dtype).tiny, 0, (Q + 7) // 8)
     assert (P == 0).all(), P
-    np.testing.assert_allclose(R, 4.0, rtol=1e-6)                    # 1 / (1 - 0.75)
+    np.testing.assert_allclose(R, 4.0, rtol=1e-6)  # 1 / (1 - 0.75)
 
 
 def test_long_chunks_with_underflowing_products_match_the_reference():
@@ -91,9 +102,9 @@ def test_carry_relay_protocol():
     t = threading.Thread(target=lambda: got.append(relay.take(0)))
     t.start()
     time.sleep(0.01)
-    assert got == []                          # waiting for slot 0
+    assert got == []  # waiting for slot 0
     relay.put(0, c)
-    c += 1                                    # the putter moves on: the relayed carry does not
+    c += 1  # the putter moves on: the relayed carry does not
     t.join(5)
     np.testing.assert_array_equal(got[0], np.ones(4))
     relay.put(1, None)
@@ -110,6 +121,7 @@ def test_a_failing_link_hands_on_no_carry_and_the_rest_is_still_exact(monkeypatc
         if len(calls) == 1:
             raise RuntimeError("injected")
         return real(o, *args)
+
     monkeypatch.setattr(cpu_chunked, "_reduce", flaky)
     monkeypatch.setattr(_threads, "cores", lambda: 3)
     a, x, h0 = make_inputs(20000, 8, torch.float64)

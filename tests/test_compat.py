@@ -1,6 +1,7 @@
 """lrbench/_compat.py, the one place that touches torch's and Numba's private internals: each one
 the pinned versions must have (a test per internal, failing by name), the fallbacks when one is
 missing, and that the SLP flag still vectorises the chain kernel."""
+
 from __future__ import annotations
 
 import os
@@ -12,17 +13,19 @@ import torch
 
 from conftest import assert_close, make_inputs
 from lrbench import _compat, api, op, packed
-from lrbench.scan import _numba_chains
+from lrbench.scan.cpu import chains as _numba_chains
 
 _compat.numba_probed()
 
 
-@pytest.mark.parametrize("name", _compat.TORCH_DIRECT + _compat.NUMBA_SLP,
-                         ids=_compat.TORCH_DIRECT + _compat.NUMBA_SLP)
+@pytest.mark.parametrize(
+    "name", _compat.TORCH_DIRECT + _compat.NUMBA_SLP, ids=_compat.TORCH_DIRECT + _compat.NUMBA_SLP
+)
 def test_internal_exists(name):
     assert name not in _compat.MISSING, (
         f"private internal {name} is missing or broken: {_compat.MISSING.get(name)}; "
-        f"lrbench falls back to the slower public path")
+        f"lrbench falls back to the slower public path"
+    )
 
 
 def test_direct_is_the_shim():
@@ -38,6 +41,7 @@ def _without(missing_name):
         if name == missing_name:
             raise AttributeError(f"module has no attribute {name.rpartition('.')[2]!r}")
         return _compat.lookup(name)
+
     return get
 
 
@@ -51,9 +55,13 @@ def test_direct_fallback(name, monkeypatch):
     ref = api.linear_recurrence(a, x, h0, backend="reference")
     calls = []
     apply, scan_out_op = op._Scan.apply, api.scan_out_op
-    monkeypatch.setattr(op._Scan, "apply", staticmethod(lambda *args: calls.append("apply") or apply(*args)))
-    monkeypatch.setattr(api, "scan_out_op", lambda *args, **kw: calls.append("out") or scan_out_op(*args, **kw))
-    monkeypatch.setattr(api, "forward", None)          # the direct path of an ``out=`` call
+    monkeypatch.setattr(
+        op._Scan, "apply", staticmethod(lambda *args: calls.append("apply") or apply(*args))
+    )
+    monkeypatch.setattr(
+        api, "scan_out_op", lambda *args, **kw: calls.append("out") or scan_out_op(*args, **kw)
+    )
+    monkeypatch.setattr(api, "forward", None)  # the direct path of an ``out=`` call
     for mod in (op, api, packed):
         monkeypatch.setattr(mod, "direct", direct)
     for backend in ("cpu-serial", "auto"):
@@ -66,10 +74,12 @@ def test_direct_fallback(name, monkeypatch):
 
 def test_direct_fallback_on_a_broken_internal():
     """One that exists but fails when called counts as missing too."""
+
     def get(name):
         if name == "torch._C._len_torch_dispatch_stack":
             return lambda: 1 / 0
         return _compat.lookup(name)
+
     missing = {}
     assert _compat.build_direct(get, missing)(torch.ones(1)) is False
     assert "ZeroDivisionError" in missing["torch._C._len_torch_dispatch_stack"]
@@ -98,8 +108,18 @@ def _copy():
 
 
 def test_chain_kernel_is_slp_wrapped():
-    for name in ("reduce", "rescan", "rescan_grad", "scan", "scan_grad", "scan_blocked", "scan_grad_blocked"):
-        assert "compile" in vars(getattr(_numba_chains, name)), f"_numba_chains.{name} is not slp-wrapped"
+    for name in (
+        "reduce",
+        "rescan",
+        "rescan_grad",
+        "scan",
+        "scan_grad",
+        "scan_blocked",
+        "scan_grad_blocked",
+    ):
+        assert "compile" in vars(getattr(_numba_chains, name)), (
+            f"_numba_chains.{name} is not slp-wrapped"
+        )
 
 
 @pytest.mark.skipif(bool(os.environ.get("NUMBA_SLP_VECTORIZE")), reason="NUMBA_SLP_VECTORIZE set")
@@ -107,7 +127,8 @@ def test_chain_kernel_vectorises_on_8_float_lanes():
     """With the shim's slp the W = 8 lanes are one ``<8 x float>``; without it (the fallback) the
     same kernel has no float vector at all, so this test tells the two apart."""
     assert "<8 x float>" in _float_vectors(_compat.slp(_copy())), (
-        f"the SLP flag no longer vectorises the chain kernel (numba {nb.__version__})")
+        f"the SLP flag no longer vectorises the chain kernel (numba {nb.__version__})"
+    )
     assert _float_vectors(_copy()) == set(), "vectorised without the SLP flag"
     fallback = _compat.build_slp(_without("numba.core.config.SLP_VECTORIZE"), {})
     assert _float_vectors(fallback(_copy())) == set()

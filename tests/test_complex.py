@@ -1,11 +1,11 @@
 """Complex gates (LRU/S5 diagonal recurrences): forward against the complex128 reference, backward
 in torch's conjugate (Wirtinger) convention, and backends without complex saying so by name."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 
-import lrbench
 from conftest import assert_close, run, TOL
 
 COMPLEX_BACKENDS = ["torch-loop", "cpu-serial", "cpu-chunked", "auto"]
@@ -15,11 +15,15 @@ TOL_COMPLEX = {torch.complex64: TOL[torch.float32], torch.complex128: TOL[torch.
 def _inputs(T, N, dtype, seed=0):
     g = torch.Generator().manual_seed(seed)
     r = lambda: torch.rand(T, N, generator=g, dtype=torch.float64)
-    a = 0.99 * r() * torch.exp(2j * torch.pi * r())                 # |a| < 1, any phase
-    x = torch.complex(torch.randn(T, N, generator=g, dtype=torch.float64),
-                      torch.randn(T, N, generator=g, dtype=torch.float64))
-    h0 = torch.complex(torch.randn(N, generator=g, dtype=torch.float64),
-                       torch.randn(N, generator=g, dtype=torch.float64))
+    a = 0.99 * r() * torch.exp(2j * torch.pi * r())  # |a| < 1, any phase
+    x = torch.complex(
+        torch.randn(T, N, generator=g, dtype=torch.float64),
+        torch.randn(T, N, generator=g, dtype=torch.float64),
+    )
+    h0 = torch.complex(
+        torch.randn(N, generator=g, dtype=torch.float64),
+        torch.randn(N, generator=g, dtype=torch.float64),
+    )
     return a.to(dtype), x.to(dtype), h0.to(dtype)
 
 
@@ -29,9 +33,18 @@ def _inputs(T, N, dtype, seed=0):
 @pytest.mark.parametrize("reverse", [False, True])
 def test_complex_forward(backend, dtype, T, N, reverse, small_chunks):
     a, x, h0 = _inputs(T, N, dtype, seed=T + N)
-    assert_close("h", run(backend, a, x, h0, reverse=reverse),
-                 run("reference", a.to(torch.complex128), x.to(torch.complex128),
-                     h0.to(torch.complex128), reverse=reverse), **TOL_COMPLEX[dtype])
+    assert_close(
+        "h",
+        run(backend, a, x, h0, reverse=reverse),
+        run(
+            "reference",
+            a.to(torch.complex128),
+            x.to(torch.complex128),
+            h0.to(torch.complex128),
+            reverse=reverse,
+        ),
+        **TOL_COMPLEX[dtype],
+    )
 
 
 @pytest.mark.parametrize("backend", ["reference"] + COMPLEX_BACKENDS)
@@ -69,7 +82,9 @@ def test_conjugate_views_are_read_as_values():
     a, x, h0 = _inputs(9, 2, torch.complex128, seed=5)
     want = run("reference", a.conj().resolve_conj(), x, h0.conj().resolve_conj())
     for backend in ("cpu-serial", "cpu-chunked", "torch-loop"):
-        assert_close(backend, run(backend, a.conj(), x, h0.conj()), want, **TOL_COMPLEX[torch.complex128])
+        assert_close(
+            backend, run(backend, a.conj(), x, h0.conj()), want, **TOL_COMPLEX[torch.complex128]
+        )
     out = torch.empty_like(x).conj()
     run("cpu-serial", a.conj(), x, h0.conj(), out=out)
     assert_close("out with the conjugate bit", out, want, **TOL_COMPLEX[torch.complex128])

@@ -1,4 +1,5 @@
 """Bitwise reproducibility: no atomics, no data races; the same inputs give the same bits."""
+
 from __future__ import annotations
 
 import pytest

@@ -10,6 +10,7 @@ case to its own file as it goes, so a failure shows how far every rank got.
 - a second backward with ``retain_graph=True`` gives the single-process gradients;
 - a property test against a float64 serial loop with inf, NaN and 0 in the gates and inputs.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -30,13 +31,14 @@ import lrbench
 from lrbench.distributed import linear_recurrence, linear_recurrence_with_start, scan
 from lrbench.distributed import free_port
 
-LIMIT = 60.0                    # seconds for a whole spawn: start-up, every case, shutdown
+LIMIT = 60.0  # seconds for a whole spawn: start-up, every case, shutdown
 
 
 def _rank_main(rank, world, port, job, out_dir):
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                            world_size=world)
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
+    )
     try:
         for record in job(rank, world):
             with open(Path(out_dir) / f"rank{rank}.jsonl", "a") as f:
@@ -47,21 +49,30 @@ def _rank_main(rank, world, port, job, out_dir):
 
 def _records(out_dir: Path, world: int) -> list[list[dict]]:
     paths = [out_dir / f"rank{r}.jsonl" for r in range(world)]
-    return [[json.loads(line) for line in p.read_text().splitlines()] if p.exists() else []
-            for p in paths]
+    return [
+        [json.loads(line) for line in p.read_text().splitlines()] if p.exists() else []
+        for p in paths
+    ]
 
 
 def _run(job, world: int, out_dir: Path, limit: float = LIMIT) -> list[list[dict]]:
     """Run ``job(rank, world)`` (a generator of JSON-able records) on ``world`` gloo ranks; every
     rank's records. Fails the test if the ranks are not all done within ``limit`` seconds."""
-    ctx = mp.start_processes(_rank_main, args=(world, free_port(), job, str(out_dir)), nprocs=world,
-                             join=False, start_method="spawn")
+    ctx = mp.start_processes(
+        _rank_main,
+        args=(world, free_port(), job, str(out_dir)),
+        nprocs=world,
+        join=False,
+        start_method="spawn",
+    )
     deadline = time.monotonic() + limit
     try:
         while not ctx.join(timeout=0.5):
             if time.monotonic() > deadline:
-                pytest.fail(f"the ranks were not done after {limit:.0f} s (some rank waits on the "
-                            f"others); records so far: {_records(out_dir, world)}")
+                pytest.fail(
+                    f"the ranks were not done after {limit:.0f} s (some rank waits on the "
+                    f"others); records so far: {_records(out_dir, world)}"
+                )
     finally:
         for p in ctx.processes:
             if p.is_alive():
@@ -71,7 +82,7 @@ def _run(job, world: int, out_dir: Path, limit: float = LIMIT) -> list[list[dict
 
 def _split(full: torch.Tensor, lengths, rank):
     off = sum(lengths[:rank])
-    return full[off:off + lengths[rank]]
+    return full[off : off + lengths[rank]]
 
 
 def _leaf(t: torch.Tensor | None) -> torch.Tensor | None:
@@ -87,8 +98,9 @@ def _same(p: torch.Tensor, q: torch.Tensor, rtol: float = 1e-12) -> bool:
     if not torch.equal(p.isinf(), inf) or not torch.equal(p[inf], q[inf]):
         return False
     fin = q.isfinite()
-    return not fin.any() or bool((p[fin] - q[fin]).abs().max()
-                                 <= rtol * max(1.0, q[fin].abs().max()))
+    return not fin.any() or bool(
+        (p[fin] - q[fin]).abs().max() <= rtol * max(1.0, q[fin].abs().max())
+    )
 
 
 def _compare(rank, a, x, hz, gh, gs, lengths, backend="cpu-serial", backwards=1):
@@ -108,10 +120,14 @@ def _compare(rank, a, x, hz, gh, gs, lengths, backend="cpu-serial", backwards=1)
     h_r, s_r = linear_recurrence_with_start(a_r, x_r, h0_r, backend=backend)
     for i in range(backwards):
         ((h_r * _split(gh, lengths, rank)).sum() + (s_r * gs[rank]).sum()).backward(
-            retain_graph=i < backwards - 1)
-    out = {"h": (h_r, _split(h, lengths, rank)), "start": (s_r, starts[rank]),
-           "ga": (a_r.grad, _split(A.grad, lengths, rank)),
-           "gx": (x_r.grad, _split(X.grad, lengths, rank))}
+            retain_graph=i < backwards - 1
+        )
+    out = {
+        "h": (h_r, _split(h, lengths, rank)),
+        "start": (s_r, starts[rank]),
+        "ga": (a_r.grad, _split(A.grad, lengths, rank)),
+        "gx": (x_r.grad, _split(X.grad, lengths, rank)),
+    }
     if rank == 0 and hz is not None:
         out["gh0"] = (h0_r.grad, H0.grad)
     return out
@@ -139,6 +155,7 @@ def _agrees(p: torch.Tensor, q: torch.Tensor) -> str | None:
 
 # --- the zero-state rule ------------------------------------------------------------------------
 
+
 def _zero_state_problem(keep_gradient_after_rank0: bool):
     """Three ranks (3, 2, 4 steps, 3 channels), float64: x = 0 and h0 = 0 through ranks 0-1, so the
     state is exactly 0 there, and rank 1's gates are 1e200 (their product overflows to inf)."""
@@ -149,7 +166,7 @@ def _zero_state_problem(keep_gradient_after_rank0: bool):
     a[3:5], x[:5] = 1e200, 0.0
     gh = torch.randn(T, N, generator=g, dtype=torch.float64)
     gs = torch.randn(3, N, generator=g, dtype=torch.float64)
-    if not keep_gradient_after_rank0:          # the gradient reaching rank 1's end is exactly 0
+    if not keep_gradient_after_rank0:  # the gradient reaching rank 1's end is exactly 0
         gh[3:], gs[1:] = 0.0, 0.0
     return lengths, a, x, gh, gs
 
@@ -159,10 +176,12 @@ def _zero_state(rank, world):
         lengths, a, x, gh, gs = _zero_state_problem(keep)
         for hz in (None, torch.zeros(3, dtype=torch.float64)):
             pairs = _compare(rank, a, x, hz, gh, gs, lengths)
-            yield {"keep": keep, "h0": hz is not None,
-                   "nonfinite_reference": [k for k, (_, q) in pairs.items()
-                                           if not q.isfinite().all()],
-                   "differ": {k: why for k, (p, q) in pairs.items() if (why := _agrees(p, q))}}
+            yield {
+                "keep": keep,
+                "h0": hz is not None,
+                "nonfinite_reference": [k for k, (_, q) in pairs.items() if not q.isfinite().all()],
+                "differ": {k: why for k, (p, q) in pairs.items() if (why := _agrees(p, q))},
+            }
 
 
 def test_zero_state_through_overflowed_gates_matches_one_process(tmp_path):
@@ -174,19 +193,21 @@ def test_zero_state_through_overflowed_gates_matches_one_process(tmp_path):
     # rank 1 (else the gradients through the 1e200 gates overflow on rank 0, where the fold may
     # give NaN for the loop's inf: see _agrees)
     assert all(rec["nonfinite_reference"] == [] for rec in records[2]), records[2]
-    assert all(rec["nonfinite_reference"] == [] for recs in records for rec in recs
-               if not rec["keep"])
+    assert all(
+        rec["nonfinite_reference"] == [] for recs in records for rec in recs if not rec["keep"]
+    )
 
 
 # --- one rank fails: every rank raises the same error, at once ----------------------------------
+
 
 def _good_call(rank, world):
     """A small correct call after a failed one: the group is still usable and in step."""
     g = torch.Generator().manual_seed(1)
     a = torch.rand(3 * world, 2, generator=g, dtype=torch.float64)
     x = torch.randn(3 * world, 2, generator=g, dtype=torch.float64)
-    h = linear_recurrence(a[3 * rank:3 * rank + 3], x[3 * rank:3 * rank + 3])
-    ref = lrbench.linear_recurrence(a, x)[3 * rank:3 * rank + 3]
+    h = linear_recurrence(a[3 * rank : 3 * rank + 3], x[3 * rank : 3 * rank + 3])
+    ref = lrbench.linear_recurrence(a, x)[3 * rank : 3 * rank + 3]
     return torch.allclose(h, ref, rtol=1e-12, atol=0)
 
 
@@ -197,8 +218,10 @@ class _Injected(Exception):
 @contextlib.contextmanager
 def _local_scan_fails(on: bool):
     """This rank's local scans raise an exception type no check knows (where ``on``)."""
+
     def raising(*args, **kwargs):
         raise _Injected("injected failure of the local scan")
+
     real = scan.local_recurrence
     scan.local_recurrence = raising if on else real
     try:
@@ -239,26 +262,42 @@ def _fault_call(rank, world, case):
     h.abs().sum().backward()
 
 
-FAULTS = {   # case: (exception type on every rank, pattern of the message on every rank)
-    "backend typo on rank 1":
-        (ValueError, r"^rank 1 of 3: unknown backend 'cpu-seral'; choose 'auto' or one of "),
-    "dtype refused by rank 2's backend":
-        (TypeError, r"^rank 2 of 3: backend 'log-space' cannot take dtype torch\.complex128"),
-    "log-space gate <= 0 on rank 1":
-        (ValueError, r"^rank 1 of 3: backend 'log-space' needs every gate a > 0; argument 'a' has "
-                     r"3 of 12 entries"),
-    "a=None on rank 0":
-        (TypeError, r"^rank 0 of 3: argument 'a' must be a torch\.Tensor .*; got NoneType$"),
-    "x of another shape on rank 1":
-        (ValueError, r"^rank 1 of 3: arguments 'a' and 'x' must have the same shape; got a "
-                     r"\(4, 3\) and x \(3, 3\)$"),
-    "ranks 0 and 2 fail differently":
-        (TypeError, r"^rank 0 of 3: argument 'a' must be .*; rank 2 of 3: unknown backend "
-                    r"'cpu-seral'"),
-    "rank 0's local scan raises an unexpected exception":
-        (RuntimeError, r"^rank 0 of 3: _Injected: injected failure of the local scan$"),
-    "middle rank's local scan raises an unexpected exception":
-        (RuntimeError, r"^rank 1 of 3: _Injected: injected failure of the local scan$"),
+FAULTS = {  # case: (exception type on every rank, pattern of the message on every rank)
+    "backend typo on rank 1": (
+        ValueError,
+        r"^rank 1 of 3: unknown backend 'cpu-seral'; choose 'auto' or one of ",
+    ),
+    "dtype refused by rank 2's backend": (
+        TypeError,
+        r"^rank 2 of 3: backend 'log-space' cannot take dtype torch\.complex128",
+    ),
+    "log-space gate <= 0 on rank 1": (
+        ValueError,
+        r"^rank 1 of 3: backend 'log-space' needs every gate a > 0; argument 'a' has "
+        r"3 of 12 entries",
+    ),
+    "a=None on rank 0": (
+        TypeError,
+        r"^rank 0 of 3: argument 'a' must be a torch\.Tensor .*; got NoneType$",
+    ),
+    "x of another shape on rank 1": (
+        ValueError,
+        r"^rank 1 of 3: arguments 'a' and 'x' must have the same shape; got a "
+        r"\(4, 3\) and x \(3, 3\)$",
+    ),
+    "ranks 0 and 2 fail differently": (
+        TypeError,
+        r"^rank 0 of 3: argument 'a' must be .*; rank 2 of 3: unknown backend "
+        r"'cpu-seral'",
+    ),
+    "rank 0's local scan raises an unexpected exception": (
+        RuntimeError,
+        r"^rank 0 of 3: _Injected: injected failure of the local scan$",
+    ),
+    "middle rank's local scan raises an unexpected exception": (
+        RuntimeError,
+        r"^rank 1 of 3: _Injected: injected failure of the local scan$",
+    ),
 }
 
 
@@ -278,7 +317,7 @@ def _faults(rank, world, cases=tuple(FAULTS)):
     t0 = time.monotonic()
     rec = {"case": "rank 2 never calls", "error": None}
     if rank == 2:
-        time.sleep(2 * scan.TIMEOUT_S)                 # busy elsewhere, in the group all along
+        time.sleep(2 * scan.TIMEOUT_S)  # busy elsewhere, in the group all along
     else:
         try:
             linear_recurrence(torch.ones(2, 2), torch.ones(2, 2))
@@ -295,21 +334,24 @@ def test_one_rank_fails_every_rank_raises_the_same_error_at_once(tmp_path):
     for i, (case, (exc, pattern)) in enumerate(FAULTS.items()):
         got = [recs[i] for recs in records]
         assert all(r["error"] == exc.__name__ for r in got), (case, got)
-        assert len({r["message"] for r in got}) == 1, (case, got)             # the same message
+        assert len({r["message"] for r in got}) == 1, (case, got)  # the same message
         assert re.search(pattern, got[0]["message"]), (case, got[0]["message"])
-        assert "\n" not in got[0]["message"], (case, got[0]["message"])        # one line
-        assert all(r["seconds"] < 10 for r in got), (case, got)                 # no waiting
+        assert "\n" not in got[0]["message"], (case, got[0]["message"])  # one line
+        assert all(r["seconds"] < 10 for r in got), (case, got)  # no waiting
         assert all(r["then_a_good_call"] for r in got), (case, got)
     hung = [recs[-1] for recs in records]
     assert hung[2]["error"] is None, hung
     for r in hung[:2]:
         assert r["error"] == "RuntimeError" and 2.5 < r["seconds"] < 20, hung
-        assert re.search(r"^rank [01] of 3: no answer from the other ranks in the exchange of "
-                         r"headers \(waited at most 3 s\): .*process group may be unusable now$",
-                         r["message"]), hung
+        assert re.search(
+            r"^rank [01] of 3: no answer from the other ranks in the exchange of "
+            r"headers \(waited at most 3 s\): .*process group may be unusable now$",
+            r["message"],
+        ), hung
 
 
 # --- a second backward through the same graph ---------------------------------------------------
+
 
 def _double_backward(rank, world):
     g = torch.Generator().manual_seed(3)
@@ -323,8 +365,11 @@ def _double_backward(rank, world):
     for backend in ("cpu-serial", "torch-loop"):
         for backwards in (2, 3):
             pairs = _compare(rank, a, x, hz, gh, gs, lengths, backend=backend, backwards=backwards)
-            yield {"backend": backend, "backwards": backwards,
-                   "differ": [k for k, (p, q) in pairs.items() if not _same(p, q, 1e-10)]}
+            yield {
+                "backend": backend,
+                "backwards": backwards,
+                "differ": [k for k, (p, q) in pairs.items() if not _same(p, q, 1e-10)],
+            }
     # without retain_graph the graph is freed: a second backward fails on every rank alike
     a_r = _split(a, lengths, rank).clone().requires_grad_()
     h = linear_recurrence(a_r, _split(x, lengths, rank))
@@ -370,17 +415,30 @@ def _serial(a, x, h0, gh, gs, lengths):
 
 
 def _case(lengths, a, x, gh, gs, h0=None, backend="torch-loop"):
-    return {"lengths": lengths, "N": 1, "a": a, "x": x, "h0": h0, "gh": gh, "gs": gs,
-            "backend": backend}
+    return {
+        "lengths": lengths,
+        "N": 1,
+        "a": a,
+        "x": x,
+        "h0": h0,
+        "gh": gh,
+        "gs": gs,
+        "backend": backend,
+    }
 
 
-BIG = 1e200                     # two of them overflow a product
+BIG = 1e200  # two of them overflow a product
 EXTRA = [
     # a state of exactly 0 through ranks 0-1, rank 1's gate product inf: everything finite
     _case([2, 3, 2], [0.5, 1, BIG, BIG, BIG, 0.5, -1], [0, 0, 0, 0, 0, 1, 1], [1] * 7, [1, 0, 1]),
     # ... and no gradient coming back past rank 0 (exactly 0 at rank 1's end): finite gradients
-    _case([2, 3, 2], [0.5, 1, BIG, BIG, BIG, 0.5, -1], [0, 0, 0, 0, 0, 1, 1], [1, 1, 0, 0, 0, 0, 0],
-          [1, 0, 0]),
+    _case(
+        [2, 3, 2],
+        [0.5, 1, BIG, BIG, BIG, 0.5, -1],
+        [0, 0, 0, 0, 0, 1, 1],
+        [1, 1, 0, 0, 0, 0, 0],
+        [1, 0, 0],
+    ),
     # rank 1's gates overflow, then 0: the gradient from rank 2 stops at the 0 (finite on rank 0)
     _case([1, 3, 1], [0.5, BIG, BIG, 0, 1], [1] * 5, [1, 0, 0, 0, 1], [1, 0, 1]),
     # rank 1's gates 0, then overflowing: the gradient from rank 2 overflows into the 0 (NaN)
@@ -405,9 +463,12 @@ def _property_cases(cases, rank, world):
         h0_r = _leaf(h0) if rank == 0 else None
         h_r, s_r = linear_recurrence_with_start(a_r, x_r, h0_r, backend=case["backend"])
         ((h_r * _split(gh, lengths, rank)).sum() + (s_r * gs[rank]).sum()).backward()
-        pairs = {"h": (h_r, _split(h, lengths, rank)), "start": (s_r, starts[rank]),
-                 "ga": (a_r.grad, _split(grads[0], lengths, rank)),
-                 "gx": (x_r.grad, _split(grads[1], lengths, rank))}
+        pairs = {
+            "h": (h_r, _split(h, lengths, rank)),
+            "start": (s_r, starts[rank]),
+            "ga": (a_r.grad, _split(grads[0], lengths, rank)),
+            "gx": (x_r.grad, _split(grads[1], lengths, rank)),
+        }
         if h0_r is not None:
             pairs["gh0"] = (h0_r.grad, grads[2])
         yield {"case": i, "bad": {k: why for k, (p, q) in pairs.items() if (why := _agrees(p, q))}}
@@ -426,22 +487,28 @@ def _nonfinite_problems(draw, world=3):
     N = draw(st.integers(1, 3))
     T = sum(lengths)
     if draw(st.booleans()):
-        gates = [st.sampled_from(GATES[:7] * 4 + GATES[7:])] * T       # about 1 in 10 not finite
+        gates = [st.sampled_from(GATES[:7] * 4 + GATES[7:])] * T  # about 1 in 10 not finite
         value = st.sampled_from(INPUTS[:5] * 4 + INPUTS[5:])
         grad = st.sampled_from((0.0, 1.0, -1.0, 2.0))
     else:
         big = draw(st.integers(0, world - 1))
-        gates = [st.sampled_from((0.0, 0.5, 1.0, 2.0, math.inf) + (BIG,) * 3 * (r == big))
-                 for r in range(world) for _ in range(lengths[r])]
+        gates = [
+            st.sampled_from((0.0, 0.5, 1.0, 2.0, math.inf) + (BIG,) * 3 * (r == big))
+            for r in range(world)
+            for _ in range(lengths[r])
+        ]
         value = st.sampled_from((0.0, 0.0, 0.0, 0.0, 1.0, 3.0, math.inf))
         grad = st.sampled_from((0.0, 0.0, 1.0, 2.0))
-    return {"lengths": lengths, "N": N,
-            "a": [draw(g) for g in gates for _ in range(N)],
-            "x": draw(st.lists(value, min_size=T * N, max_size=T * N)),
-            "h0": draw(st.one_of(st.none(), st.lists(value, min_size=N, max_size=N))),
-            "gh": draw(st.lists(grad, min_size=T * N, max_size=T * N)),
-            "gs": draw(st.lists(grad, min_size=world * N, max_size=world * N)),
-            "backend": draw(st.sampled_from(["torch-loop", "cpu-serial"]))}
+    return {
+        "lengths": lengths,
+        "N": N,
+        "a": [draw(g) for g in gates for _ in range(N)],
+        "x": draw(st.lists(value, min_size=T * N, max_size=T * N)),
+        "h0": draw(st.one_of(st.none(), st.lists(value, min_size=N, max_size=N))),
+        "gh": draw(st.lists(grad, min_size=T * N, max_size=T * N)),
+        "gs": draw(st.lists(grad, min_size=world * N, max_size=world * N)),
+        "backend": draw(st.sampled_from(["torch-loop", "cpu-serial"])),
+    }
 
 
 def test_property_nonfinite_values_against_a_serial_loop(tmp_path):
@@ -453,10 +520,15 @@ def test_property_nonfinite_values_against_a_serial_loop(tmp_path):
     @given(_nonfinite_problems())
     def draw(case):
         cases.append(case)
+
     draw()
     cases += EXTRA
     records = _run(functools.partial(_property_cases, cases), 3, tmp_path)
     assert [len(recs) for recs in records] == [len(cases)] * 3, records
-    bad = [(rank, rec["bad"], cases[rec["case"]])
-           for rank, recs in enumerate(records) for rec in recs if rec["bad"]]
+    bad = [
+        (rank, rec["bad"], cases[rec["case"]])
+        for rank, recs in enumerate(records)
+        for rec in recs
+        if rec["bad"]
+    ]
     assert not bad, "\n".join(map(str, bad))

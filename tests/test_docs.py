@@ -1,6 +1,7 @@
 """Every ```python block of the README and docs/ runs as pasted, each in a fresh interpreter (a block
 headed ``# torchrun --nproc-per-node K ...`` under torchrun with K ranks); the README stays a front
 door (at most 250 lines); ``import lrbench`` and ``lrbench --help`` do not import torch."""
+
 from __future__ import annotations
 
 import re
@@ -18,7 +19,7 @@ BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 def blocks():
     for doc in DOCS:
         for i, m in enumerate(BLOCK.finditer(doc.read_text())):
-            line = doc.read_text()[:m.start()].count("\n") + 1
+            line = doc.read_text()[: m.start()].count("\n") + 1
             yield pytest.param(m.group(1), id=f"{doc.relative_to(ROOT)}:{line}")
 
 
@@ -33,12 +34,25 @@ def test_python_block_runs_as_pasted(code, tmp_path):
     script.write_text(code)
     ranks = re.match(r"# torchrun --nproc-per-node (\d+)", code)
     if ranks:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
-               ranks.group(1), str(script)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            ranks.group(1),
+            str(script),
+        ]
     else:
         cmd = [sys.executable, str(script)]
-    out = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "OMP_NUM_THREADS": "1"})
+    out = subprocess.run(
+        cmd,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "OMP_NUM_THREADS": "1"},
+    )
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
 
 
@@ -58,9 +72,11 @@ def test_readme_is_a_front_door():
 
 
 def test_help_and_version_do_not_import_torch():
-    code = ("import sys\nfrom lrbench import cli\n"
-            "for argv in (['--help'], ['--version'], ['report', '--help']):\n"
-            "    try:\n        cli.main(argv)\n    except SystemExit:\n        pass\n"
-            "import lrbench\nassert 'torch' not in sys.modules, 'torch was imported'\n")
+    code = (
+        "import sys\nfrom lrbench import cli\n"
+        "for argv in (['--help'], ['--version'], ['report', '--help']):\n"
+        "    try:\n        cli.main(argv)\n    except SystemExit:\n        pass\n"
+        "import lrbench\nassert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]

@@ -2,6 +2,7 @@
 
 Marked ``gpu``; skipped where torch sees no CUDA device. Run there with ``pytest -m gpu``.
 """
+
 from __future__ import annotations
 
 import gc
@@ -13,8 +14,10 @@ import lrbench
 from conftest import GPU_BACKENDS, assert_close, make_inputs, run, TOL
 from emulation import cases as kc
 
-pytestmark = [pytest.mark.gpu,
-              pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")]
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"),
+]
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 TS = [1, 2, 31, 33, 1000, 1023, 1025, 4097, 65537]
@@ -35,16 +38,26 @@ def _cases():
                     if T * N > 1 << 22 and dt != "fp32":
                         continue
                     h0, rev = (T + N) % 2 == 0, (T // 2 + N) % 2 == 1
-                    yield pytest.param(backend, T, N, dt, h0, rev, id=f"{backend}-T{T}-N{N}-{dt}-h0{int(h0)}-rev{int(rev)}")
+                    yield pytest.param(
+                        backend,
+                        T,
+                        N,
+                        dt,
+                        h0,
+                        rev,
+                        id=f"{backend}-T{T}-N{N}-{dt}-h0{int(h0)}-rev{int(rev)}",
+                    )
         for T, N in [(1 << 20, 1), (1 << 20, 32), ((1 << 18) + 1, 5)]:
-            yield pytest.param(backend, T, N, "fp32", True, False, id=f"{backend}-T{T}-N{N}-fp32-long")
+            yield pytest.param(
+                backend, T, N, "fp32", True, False, id=f"{backend}-T{T}-N{N}-fp32-long"
+            )
 
 
 def _dtypes(backend):
     try:
         return _module(backend).DTYPES
     except RuntimeError:
-        return DTYPES.values()           # reported by the test as unavailable
+        return DTYPES.values()  # reported by the test as unavailable
 
 
 def _leaf(t, dtype, device):
@@ -67,14 +80,14 @@ def test_emulation_case_on_gpu(case, poisoned):
 
 @pytest.mark.parametrize("backend,T,N,dt,use_h0,reverse", list(_cases()))
 def test_forward_backward_vs_reference(backend, T, N, dt, use_h0, reverse, poisoned):
-    _module(backend)                     # an unavailable backend fails here, with its reason
+    _module(backend)  # an unavailable backend fails here, with its reason
     dtype = DTYPES[dt]
     gates = "long" if T > 4096 else "sigmoid"
     a, x, h0 = make_inputs(T, N, dtype, gates, seed=T + 3 * N, h0=use_h0)
     a64, x64, h064 = (_leaf(t, torch.float64, "cpu") for t in (a, x, h0))
     ref = run("reference", a64, x64, h064, reverse=reverse)
     gh = torch.randn(ref.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    gh = gh.to(dtype).double()            # the same rounded gradient on both sides
+    gh = gh.to(dtype).double()  # the same rounded gradient on both sides
     (ref * gh).sum().backward()
     a_, x_, h0_ = (_leaf(t, dtype, "cuda") for t in (a, x, h0))
     h = run(backend, a_, x_, h0_, reverse=reverse)
@@ -109,7 +122,7 @@ def test_non_default_stream(backend):
     with torch.cuda.stream(side):
         big = torch.randn(4096, 4096, device="cuda")
         for _ in range(20):
-            big = big @ big / 64                  # keep the side stream busy first
+            big = big @ big / 64  # keep the side stream busy first
         a_, x_, h0_ = a.cuda(), x.cuda(), h0.cuda()
         h = run(backend, a_, x_, h0_)
         h_cpu = h.to("cpu", non_blocking=False)
@@ -132,10 +145,12 @@ def test_more_than_2_31_elements(backend):
     assert torch.equal(h[-1], T * col) and torch.equal(h[:, -1], (t[:, 0] + 1) * col[-1])
     assert torch.equal(h[T // 2 + 1], (T // 2 + 2) * col)
     h.backward(torch.ones_like(h))
-    g = (T - t).expand(T, N)                       # g[t] = T - t with every gate 1
+    g = (T - t).expand(T, N)  # g[t] = T - t with every gate 1
     assert torch.equal(x.grad[:, -1], g[:, -1]) and torch.equal(x.grad[-1], g[-1])
     del h, g
-    torch.testing.assert_close(a.grad[1:, -1], (T - t[1:, 0]) * t[1:, 0] * col[-1], rtol=1e-6, atol=0)
+    torch.testing.assert_close(
+        a.grad[1:, -1], (T - t[1:, 0]) * t[1:, 0] * col[-1], rtol=1e-6, atol=0
+    )
 
 
 def test_auto_picks_cuda_scan():

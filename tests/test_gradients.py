@@ -1,4 +1,5 @@
 """The backward pass: gradcheck in float64, and the reference's backward against plain autograd."""
+
 from __future__ import annotations
 
 import pytest
@@ -22,7 +23,7 @@ def test_reference_backward_equals_autograd_of_a_plain_loop(reverse):
     a, x, h0 = (t.requires_grad_() for t in make_inputs(50, 4, torch.float64, gates="long"))
     gh = torch.randn(50, 4, dtype=torch.float64)
     h, hs = h0, [None] * 50
-    for t in (range(49, -1, -1) if reverse else range(50)):
+    for t in range(49, -1, -1) if reverse else range(50):
         h = a[t] * h + x[t]
         hs[t] = h
     want = torch.autograd.grad((torch.stack(hs) * gh).sum(), (a, x, h0))

@@ -1,5 +1,6 @@
-"""Every kernels/*.cu compiles through NVRTC for sm_80 and sm_90 with no register spills; the
+"""Every lrbench/scan/cuda/*.cu compiles through NVRTC for sm_80 and sm_90 with no register spills; the
 host-side launch plan of cuda-scan stays inside the hardware's limits. No GPU needed."""
+
 from __future__ import annotations
 
 import os
@@ -9,16 +10,24 @@ import pytest
 import torch
 
 from lrbench import kernels
-from lrbench.scan import cuda_scan
+from lrbench.scan.cuda import scan as cuda_scan
 
 if not os.environ.get("CI"):
-    pytest.importorskip("cuda.bindings.nvrtc", reason="NVRTC not installed (pip install -e '.[test]')")
+    pytest.importorskip(
+        "cuda.bindings.nvrtc", reason="NVRTC not installed (pip install -e '.[test]')"
+    )
 
 ENTRIES = {
-    "serial": [f"serial_{d}_{t}" for d in ("forward", "backward") for t in ("f32", "f64", "f16", "bf16")],
+    "serial": [
+        f"serial_{d}_{t}" for d in ("forward", "backward") for t in ("f32", "f64", "f16", "bf16")
+    ],
     "paper": ["reduction_kernel", "block_scan_kernel", "warp_scan_kernel"],
-    "scan": [f"scan_{d}{w}{t}" for d in ("forward", "backward") for w in ("_", "_narrow_")
-             for t in ("f32", "f16", "bf16")],
+    "scan": [
+        f"scan_{d}{w}{t}"
+        for d in ("forward", "backward")
+        for w in ("_", "_narrow_")
+        for t in ("f32", "f16", "bf16")
+    ],
 }
 
 
@@ -37,7 +46,7 @@ def test_compiles_without_spills(name, arch):
         assert r.spill_stores == 0 and r.spill_loads == 0, f"{r.function} spills on {arch}: {r}"
         assert r.stack_bytes == 0, f"{r.function} uses a stack frame on {arch}: {r}"
         assert 0 < r.registers <= 64, f"{r.function} uses {r.registers} registers on {arch}"
-        if name == "paper":     # __launch_bounds__(1024, 2): two 1024-thread blocks per SM fit
+        if name == "paper":  # __launch_bounds__(1024, 2): two 1024-thread blocks per SM fit
             assert 2 * 1024 * r.registers <= 65536 and r.smem_bytes == 0, r
 
 
@@ -62,16 +71,23 @@ def test_runtime_loads_the_cubin_built_with_the_report_flags(tmp_path, monkeypat
     """The backends load kernels.cubin's file (OPTIONS, no CuPy-added -ftz=true), not source."""
     import sys
     import types
-    from lrbench.scan import _cupy
+    from lrbench.scan.cuda import launch as _cupy
+
     seen = []
 
     class Device:
-        def __init__(self, i): pass
-        def __enter__(self): return self
-        def __exit__(self, *a): return False
+        def __init__(self, i):
+            pass
 
-    fake = types.SimpleNamespace(RawModule=lambda **kw: seen.append(kw) or kw,
-                                 cuda=types.SimpleNamespace(Device=Device))
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            return False
+
+    fake = types.SimpleNamespace(
+        RawModule=lambda **kw: seen.append(kw) or kw, cuda=types.SimpleNamespace(Device=Device)
+    )
     monkeypatch.setitem(sys.modules, "cupy", fake)
     monkeypatch.setenv("LRBENCH_CACHE", str(tmp_path))
     monkeypatch.setattr(_cupy, "arch", lambda device: "sm_80")
@@ -93,8 +109,15 @@ ptxas         .     24 bytes stack frame, 8 bytes spill stores, 12 bytes spill l
 ptxas info    : Used 255 registers, used 1 barriers, 16 bytes smem
 """
     (r,) = kernels.parse_ptxas(log)
-    assert (r.function, r.arch, r.registers, r.stack_bytes, r.spill_stores, r.spill_loads,
-            r.smem_bytes) == ("scan_forward_f32", "sm_90", 255, 24, 8, 12, 16)
+    assert (
+        r.function,
+        r.arch,
+        r.registers,
+        r.stack_bytes,
+        r.spill_stores,
+        r.spill_loads,
+        r.smem_bytes,
+    ) == ("scan_forward_f32", "sm_90", 255, 24, 8, 12, 16)
 
 
 @pytest.mark.parametrize("N", [1, 2, 3, 4, 7, 31, 32, 33, 100, 1024, 4099, 1 << 17])
@@ -107,8 +130,8 @@ def test_scan_plan_fits_the_hardware(T, N, dtype):
         assert 1 <= p.CB * p.S <= cuda_scan.THREADS
         assert p.n_cg * p.CB >= N > (p.n_cg - 1) * p.CB
         assert p.n_tb * p.rows >= T > (p.n_tb - 1) * p.rows
-        assert p.smem_bytes(tiles) <= 48 * 1024                   # no opt-in needed
-        assert p.n_tb * p.n_cg < 2 ** 31                          # grid.x limit
+        assert p.smem_bytes(tiles) <= 48 * 1024  # no opt-in needed
+        assert p.n_tb * p.n_cg < 2**31  # grid.x limit
         # One pass of the parallel look-back folds the whole window.
         assert 2 <= p.window <= p.S * cuda_scan.LOOKBACK_RUN + 1
         assert p.narrow == (p.n_cg == 1)

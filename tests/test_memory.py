@@ -1,5 +1,6 @@
 """Big outputs of linear_recurrence reuse the buffers of outputs already freed (lrbench.memory), and
 never one that a live tensor or view still uses."""
+
 from __future__ import annotations
 
 import pytest
@@ -33,11 +34,11 @@ def test_a_freed_output_is_reused_and_right(pool, dtype):
     want = lrbench.linear_recurrence(a, x, backend="reference")
     h = lrbench.linear_recurrence(a, x, backend="cpu-serial")
     first = h.data_ptr()
-    h.fill_(float("nan"))                           # stale contents must all be overwritten
+    h.fill_(float("nan"))  # stale contents must all be overwritten
     del h
     h = lrbench.linear_recurrence(a, x, backend="cpu-serial")
     assert h.data_ptr() == first and h.dtype == dtype and h.shape == x.shape and h.is_contiguous()
-    assert first % 64 == 0                          # aligned like torch.empty's memory
+    assert first % 64 == 0  # aligned like torch.empty's memory
     torch.testing.assert_close(h, want)
 
 
@@ -66,11 +67,11 @@ def test_keep_bytes_bounds_the_pool(pool, monkeypatch):
 def test_a_workload_of_changing_sizes_does_not_fill_the_pool(pool):
     """Defect: the pool never evicted, so a new T each call held up to KEEP_BYTES never reused."""
     sizes = []
-    for T in range(1000, 1400, 10):                 # 40 sizes, each output freed at once
+    for T in range(1000, 1400, 10):  # 40 sizes, each output freed at once
         a, x = _inputs(T=T)
         sizes.append(lrbench.linear_recurrence(a, x, backend="cpu-serial").nbytes)
     assert memory.kept_bytes() <= (memory.KEEP_MISSES + 1) * max(sizes)
-    assert memory.kept_bytes() > 0                  # the newest ones are still kept
+    assert memory.kept_bytes() > 0  # the newest ones are still kept
 
 
 def test_a_steady_loop_keeps_reusing_its_buffers(pool):
@@ -81,7 +82,7 @@ def test_a_steady_loop_keeps_reusing_its_buffers(pool):
         h2 = lrbench.linear_recurrence(a, x[::1] * 2, backend="cpu-serial")
         ptrs |= {h1.data_ptr(), h2.data_ptr()}
         del h1, h2
-    assert len(ptrs) <= 3                           # x * 2 is one more buffer of the same size
+    assert len(ptrs) <= 3  # x * 2 is one more buffer of the same size
 
 
 def test_no_buffer_is_handed_back_at_interpreter_exit(tmp_path):
@@ -99,9 +100,11 @@ def test_no_buffer_is_handed_back_at_interpreter_exit(tmp_path):
         "from lrbench import memory\n"
         "memory.MIN_BYTES = 4096\n"
         "a, x = torch.rand(1000, 8), torch.randn(1000, 8)\n"
-        "h = lrbench.linear_recurrence(a, x, backend='cpu-serial')\n")
+        "h = lrbench.linear_recurrence(a, x, backend='cpu-serial')\n"
+    )
     import subprocess
     import sys
+
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
     assert "APART" in out.stdout, out.stdout + out.stderr
 

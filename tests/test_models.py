@@ -1,4 +1,5 @@
 """The linear-surrogate models: serial and parallel recurrences agree, shapes, gradients, the task."""
+
 from __future__ import annotations
 
 import pytest
@@ -76,17 +77,24 @@ def test_classifier_shapes_and_sign():
 def test_forget_bias_initialises_every_forget_gate(kind):
     n = 6
     model = SequenceClassifier(kind, 8, n, layers=2, forget_bias=7.5)
-    forget = {"gilr-lstm": lambda l: l.gates.bias[:n], "sru": lambda l: l.proj.bias[n:2 * n],
-              "qrnn": lambda l: l.conv.bias[n:2 * n]}
+    forget = {
+        "gilr-lstm": lambda l: l.gates.bias[:n],
+        "sru": lambda l: l.proj.bias[n : 2 * n],
+        "qrnn": lambda l: l.conv.bias[n : 2 * n],
+    }
     if kind == "lstm":
         for k in range(2):
             b_ih, b_hh = getattr(model.rnn, f"bias_ih_l{k}"), getattr(model.rnn, f"bias_hh_l{k}")
-            assert (b_ih[n:2 * n] == 7.5).all() and (b_hh[n:2 * n] == 0).all()   # torch's order: i, f, g, o
+            assert (b_ih[n : 2 * n] == 7.5).all() and (
+                b_hh[n : 2 * n] == 0
+            ).all()  # torch's order: i, f, g, o
             assert (b_ih[:n] != 7.5).all()
     else:
         for layer in model.rnn:
             assert (forget[kind](layer) == 7.5).all()
-    assert (forget["gilr-lstm"](SequenceClassifier("gilr-lstm", 8, n).rnn[0]) == 5.0).all()   # the paper's
+    assert (
+        forget["gilr-lstm"](SequenceClassifier("gilr-lstm", 8, n).rnn[0]) == 5.0
+    ).all()  # the paper's
 
 
 @pytest.mark.parametrize("kind", ["gilr", "gilr-lstm", "sru", "qrnn"])
@@ -107,7 +115,7 @@ def test_problem_2b_labels_and_statistics():
     counts = torch.bincount(idx[1:].flatten(), minlength=16).float()
     expected = idx[1:].numel() / 16
     chi2 = ((counts - expected) ** 2 / expected).sum().item()
-    assert chi2 < 50, chi2                          # 15 dof: p < 1e-5 for a fair uniform draw
+    assert chi2 < 50, chi2  # 15 dof: p < 1e-5 for a fair uniform draw
     assert 0.3 < label.float().mean().item() < 0.7
     again = problem_2b(2000, 64, 16, torch.Generator().manual_seed(0))
     assert torch.equal(idx, again[0]) and torch.equal(label, again[2])

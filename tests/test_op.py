@@ -1,4 +1,5 @@
 """The torch.library operator: opcheck, torch.compile, torch.export, vmap, forward mode, Hessians."""
+
 from __future__ import annotations
 
 import pytest
@@ -17,8 +18,16 @@ OPCHECK_SKIP = {"torch-assoc": ("test_schema", "test_faketensor", "test_aot_disp
 
 
 def _opcheck(backend, fn, args, kwargs=None):
-    tests = [t for t in ("test_schema", "test_autograd_registration", "test_faketensor",
-                         "test_aot_dispatch_dynamic") if t not in OPCHECK_SKIP.get(backend, ())]
+    tests = [
+        t
+        for t in (
+            "test_schema",
+            "test_autograd_registration",
+            "test_faketensor",
+            "test_aot_dispatch_dynamic",
+        )
+        if t not in OPCHECK_SKIP.get(backend, ())
+    ]
     torch.library.opcheck(fn, args, kwargs or {}, test_utils=tests)
 
 
@@ -52,6 +61,7 @@ def test_compile_fullgraph_gilr_lstm_dynamic_T():
         for g, p in zip(grads, model.parameters()):
             assert_close("grad", g, p.grad, rtol=1e-12, atol=1e-12)
         model.zero_grad()
+
     check(9)
     with torch._dynamo.config.patch(error_on_recompile=True):
         for T in (17, 40):
@@ -60,8 +70,9 @@ def test_compile_fullgraph_gilr_lstm_dynamic_T():
 
 def test_export_holds_the_operator():
     model = GILRLSTM(5, 8)
-    ep = torch.export.export(model, (torch.randn(9, 2, 5),),
-                             dynamic_shapes={"x": {0: torch.export.Dim("T", min=3)}})
+    ep = torch.export.export(
+        model, (torch.randn(9, 2, 5),), dynamic_shapes={"x": {0: torch.export.Dim("T", min=3)}}
+    )
     assert sum("lrbench.scan" in str(n.target) for n in ep.graph.nodes) == 2
     x = torch.randn(50, 2, 5)
     assert_close("exported", ep.module()(x), model(x), rtol=0, atol=0)
@@ -69,12 +80,12 @@ def test_export_holds_the_operator():
 
 @pytest.mark.parametrize("backend", ["cpu-serial", "cpu-chunked", "torch-loop"])
 def test_vmap_over_an_extra_axis(backend):
-    a, x, h0 = make_inputs(31, 3, torch.float64, extra=(4,))         # (31, 4, 3): vmap over axis 1
+    a, x, h0 = make_inputs(31, 3, torch.float64, extra=(4,))  # (31, 4, 3): vmap over axis 1
     fn = lambda a, x, h0: run(backend, a, x, h0)
-    got = torch.func.vmap(fn, in_dims=(1, 1, 0))(a, x, h0)            # (4, 31, 3)
+    got = torch.func.vmap(fn, in_dims=(1, 1, 0))(a, x, h0)  # (4, 31, 3)
     want = torch.stack([run("reference", a[:, i], x[:, i], h0[i]) for i in range(4)])
     assert_close("vmap", got, want, rtol=1e-12, atol=1e-12)
-    shared = torch.func.vmap(fn, in_dims=(None, 1, None))(a[:, 0], x, h0[0])   # unbatched a, h0
+    shared = torch.func.vmap(fn, in_dims=(None, 1, None))(a[:, 0], x, h0[0])  # unbatched a, h0
     want = torch.stack([run("reference", a[:, 0], x[:, i], h0[0]) for i in range(4)])
     assert_close("vmap, unbatched a", shared, want, rtol=1e-12, atol=1e-12)
 
@@ -87,8 +98,10 @@ def test_jvp_and_jacobians_against_finite_differences(backend, reverse):
     tangents = tuple(torch.randn_like(t) for t in (a, x, h0))
     _, jvp = torch.func.jvp(fn, (a, x, h0), tangents)
     eps = 1e-6
-    fd = (fn(*(p + eps * t for p, t in zip((a, x, h0), tangents)))
-          - fn(*(p - eps * t for p, t in zip((a, x, h0), tangents)))) / (2 * eps)
+    fd = (
+        fn(*(p + eps * t for p, t in zip((a, x, h0), tangents)))
+        - fn(*(p - eps * t for p, t in zip((a, x, h0), tangents)))
+    ) / (2 * eps)
     assert_close("jvp", jvp, fd, rtol=1e-7, atol=1e-8)
     rev = torch.func.jacrev(fn, argnums=(0, 1, 2))(a, x, h0)
     fwd = torch.func.jacfwd(fn, argnums=(0, 1, 2))(a, x, h0)
@@ -110,7 +123,7 @@ def test_gradgradcheck_float64(backend, T, reverse, small_chunks):
 
 def _loop(a, x, h0, reverse):
     h, hs = h0, [None] * a.shape[0]
-    for t in (range(a.shape[0] - 1, -1, -1) if reverse else range(a.shape[0])):
+    for t in range(a.shape[0] - 1, -1, -1) if reverse else range(a.shape[0]):
         h = a[t] * h + x[t]
         hs[t] = h
     return torch.stack(hs)
@@ -147,6 +160,7 @@ def test_no_dynamic_import_on_the_call_path(monkeypatch):
 
     def refuse(*args, **kw):
         raise AssertionError("import_module on the call path")
+
     monkeypatch.setattr(importlib, "import_module", refuse)
     lrbench.linear_recurrence(a, x, h0, backend="cpu-serial")
 

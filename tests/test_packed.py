@@ -1,4 +1,5 @@
 """Packed variable-length batches (``cu_seqlens``) against a per-sequence reference."""
+
 from __future__ import annotations
 
 import pytest
@@ -7,7 +8,7 @@ import torch
 import lrbench
 from conftest import CPU_BACKENDS, assert_close, run, TOL
 
-LENGTHS = [5, 0, 1, 33, 2, 0, 17]               # empty sequences in the middle and at the end: [.., 0]
+LENGTHS = [5, 0, 1, 33, 2, 0, 17]  # empty sequences in the middle and at the end: [.., 0]
 
 
 def _packed(lengths, N, dtype, seed=0):
@@ -21,12 +22,16 @@ def _packed(lengths, N, dtype, seed=0):
 
 
 def _per_sequence(a, x, h0, cu, reverse):
-    parts = [run("reference", a[s:e], x[s:e], h0[b] if h0 is not None else None, reverse=reverse)
-             for b, (s, e) in enumerate(zip(cu[:-1].tolist(), cu[1:].tolist()))]
+    parts = [
+        run("reference", a[s:e], x[s:e], h0[b] if h0 is not None else None, reverse=reverse)
+        for b, (s, e) in enumerate(zip(cu[:-1].tolist(), cu[1:].tolist()))
+    ]
     return torch.cat(parts)
 
 
-@pytest.mark.parametrize("backend", [b for b in CPU_BACKENDS if b != "log-space"] + ["triton-scan", "auto"])
+@pytest.mark.parametrize(
+    "backend", [b for b in CPU_BACKENDS if b != "log-space"] + ["triton-scan", "auto"]
+)
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("with_h0", [False, True])
 def test_packed_matches_each_sequence_alone(backend, reverse, with_h0, small_chunks):
@@ -35,11 +40,24 @@ def test_packed_matches_each_sequence_alone(backend, reverse, with_h0, small_chu
         a, x, h0, cu = _packed(lengths, 3, dtype)
         h0 = h0 if with_h0 else None
         want = _per_sequence(a, x, h0, cu, reverse)
-        assert_close("h", run(backend, a, x, h0, reverse=reverse, cu_seqlens=cu), want, **TOL[dtype])
+        assert_close(
+            "h", run(backend, a, x, h0, reverse=reverse, cu_seqlens=cu), want, **TOL[dtype]
+        )
         leaves = [t.clone().requires_grad_() for t in (a, x) + ((h0,) if with_h0 else ())]
         gh = torch.randn_like(x)
-        got = torch.autograd.grad((run(backend, *leaves[:2], leaves[2] if with_h0 else None,
-                                       reverse=reverse, cu_seqlens=cu) * gh).sum(), leaves)
+        got = torch.autograd.grad(
+            (
+                run(
+                    backend,
+                    *leaves[:2],
+                    leaves[2] if with_h0 else None,
+                    reverse=reverse,
+                    cu_seqlens=cu,
+                )
+                * gh
+            ).sum(),
+            leaves,
+        )
         refs = [t.clone().requires_grad_() for t in leaves]
         ref_h = _per_sequence(refs[0], refs[1], refs[2] if with_h0 else None, cu, reverse)
         wants = torch.autograd.grad((ref_h * gh).sum(), refs)
@@ -58,24 +76,45 @@ def test_packed_other_axis_and_numpy():
     got = lrbench.linear_recurrence(a.T, x.T, h0, dim=1, cu_seqlens=cu)
     assert_close("dim=1", got.T, _per_sequence(a, x, h0, cu, False), **TOL[torch.float64])
     got = lrbench.linear_recurrence(a.numpy(), x.numpy(), h0.numpy(), cu_seqlens=cu.numpy())
-    assert_close("numpy", torch.from_numpy(got), _per_sequence(a, x, h0, cu, False), **TOL[torch.float64])
+    assert_close(
+        "numpy", torch.from_numpy(got), _per_sequence(a, x, h0, cu, False), **TOL[torch.float64]
+    )
 
 
 def test_bad_cu_seqlens_names_it():
     a, x, h0, _ = _packed([3, 4], 2, torch.float64)
     cases = [
-        (torch.tensor([1, 3, 7]), r"'cu_seqlens' must start at 0 and end at total_T = 7 .* got 1 \.\.\. 7"),
-        (torch.tensor([0, 3, 6]), r"'cu_seqlens' must start at 0 and end at total_T = 7 .* got 0 \.\.\. 6"),
-        (torch.tensor([0, 5, 3, 7]), r"'cu_seqlens' must be non-decreasing; got 5 then 3 at positions 1, 2"),
-        (torch.tensor([[0, 7]]), r"'cu_seqlens' must be a 1-d integer tensor .* got shape \(1, 2\)"),
-        (torch.tensor([0.0, 7.0]), r"'cu_seqlens' must be a 1-d integer tensor .* dtype torch.float32"),
+        (
+            torch.tensor([1, 3, 7]),
+            r"'cu_seqlens' must start at 0 and end at total_T = 7 .* got 1 \.\.\. 7",
+        ),
+        (
+            torch.tensor([0, 3, 6]),
+            r"'cu_seqlens' must start at 0 and end at total_T = 7 .* got 0 \.\.\. 6",
+        ),
+        (
+            torch.tensor([0, 5, 3, 7]),
+            r"'cu_seqlens' must be non-decreasing; got 5 then 3 at positions 1, 2",
+        ),
+        (
+            torch.tensor([[0, 7]]),
+            r"'cu_seqlens' must be a 1-d integer tensor .* got shape \(1, 2\)",
+        ),
+        (
+            torch.tensor([0.0, 7.0]),
+            r"'cu_seqlens' must be a 1-d integer tensor .* dtype torch.float32",
+        ),
         ([0, 7], r"'cu_seqlens' must be a torch.Tensor of int64 offsets; got list"),
     ]
     for cu, msg in cases:
         with pytest.raises((ValueError, TypeError), match=msg):
             lrbench.linear_recurrence(a, x, cu_seqlens=cu)
-    with pytest.raises(ValueError, match=r"'h0' must hold one state per sequence of 'cu_seqlens' \(2\); got 3"):
-        lrbench.linear_recurrence(a, x, torch.zeros(3, 2, dtype=torch.float64), cu_seqlens=torch.tensor([0, 3, 7]))
+    with pytest.raises(
+        ValueError, match=r"'h0' must hold one state per sequence of 'cu_seqlens' \(2\); got 3"
+    ):
+        lrbench.linear_recurrence(
+            a, x, torch.zeros(3, 2, dtype=torch.float64), cu_seqlens=torch.tensor([0, 3, 7])
+        )
     with pytest.raises(ValueError, match=r"'h0' must have shape \(B,\) \+ \(2,\) with cu_seqlens"):
         lrbench.linear_recurrence(a, x, h0[0], cu_seqlens=torch.tensor([0, 3, 7]))
     with pytest.raises(ValueError, match=r"backend 'log-space' cannot take argument 'cu_seqlens'"):

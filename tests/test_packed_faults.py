@@ -1,5 +1,6 @@
 """Packed batches (``cu_seqlens``) where one sequence is not finite, or the offsets are not what
 they seem: every sequence must come out as if scanned alone, forward and backward, in every mode."""
+
 from __future__ import annotations
 
 import pytest
@@ -15,9 +16,14 @@ BACKENDS = ["cpu-serial", "cpu-chunked", "torch-loop", "torch-assoc", "reference
 def _alone(backend, a, x, h0, cu, reverse):
     """Every sequence scanned by its own call, concatenated."""
     bounds = zip(cu[:-1].tolist(), cu[1:].tolist())
-    return torch.cat([lrbench.linear_recurrence(a[s:e], x[s:e], None if h0 is None else h0[b],
-                                                reverse=reverse, backend=backend)
-                      for b, (s, e) in enumerate(bounds)])
+    return torch.cat(
+        [
+            lrbench.linear_recurrence(
+                a[s:e], x[s:e], None if h0 is None else h0[b], reverse=reverse, backend=backend
+            )
+            for b, (s, e) in enumerate(bounds)
+        ]
+    )
 
 
 def _grads(fn, leaves, gh):
@@ -38,8 +44,9 @@ def test_an_empty_sequence_ignores_its_h0(backend, reverse, bad):
     h0 = torch.randn(3, 3, generator=g, dtype=torch.float64)
     h0[1] = bad
     cu = torch.tensor([0, 10, 10, 20])
-    packed = lambda a, x, h0: lrbench.linear_recurrence(a, x, h0, reverse=reverse, backend=backend,
-                                                         cu_seqlens=cu)
+    packed = lambda a, x, h0: lrbench.linear_recurrence(
+        a, x, h0, reverse=reverse, backend=backend, cu_seqlens=cu
+    )
     want = _alone(backend, a, x, h0, cu, reverse)
     assert_close("h", packed(a, x, h0), want, **TOL[torch.float64])
     gh = torch.randn(20, 3, generator=g, dtype=torch.float64)
@@ -59,13 +66,14 @@ def test_a_gradient_overflow_does_not_leak_into_the_neighbour(backend, reverse):
     short, long_ = 5, 300
     a = torch.cat([torch.full((short, 2), 0.5), torch.full((long_, 2), 1.5)])
     x = torch.cat([torch.randn(short, 2, generator=g), torch.zeros(long_, 2)])
-    h0 = torch.cat([torch.randn(1, 2, generator=g), torch.zeros(1, 2)])   # the long one's h is 0
+    h0 = torch.cat([torch.randn(1, 2, generator=g), torch.zeros(1, 2)])  # the long one's h is 0
     cu = torch.tensor([0, short, short + long_])
-    if reverse:                                    # the long sequence first: its adjoint runs up
+    if reverse:  # the long sequence first: its adjoint runs up
         a, x, cu = a.flip(0), x.flip(0), torch.tensor([0, long_, short + long_])
         h0 = h0.flip(0)
-    packed = lambda a, x, h0: lrbench.linear_recurrence(a, x, h0, reverse=reverse, backend=backend,
-                                                         cu_seqlens=cu)
+    packed = lambda a, x, h0: lrbench.linear_recurrence(
+        a, x, h0, reverse=reverse, backend=backend, cu_seqlens=cu
+    )
     h = packed(a, x, h0)
     assert torch.isfinite(h).all()
     gh = torch.ones_like(x)
@@ -84,18 +92,32 @@ def _offsets(values, dtype):
     return torch.tensor(values, dtype=dtype)
 
 
-@pytest.mark.parametrize("cu, msg", [
-    (_offsets([0, 10, 5, 20], torch.uint8), r"non-decreasing; got 10 then 5 at positions 1, 2"),
-    (_offsets([0, 10, 5, 20], torch.uint16), r"non-decreasing; got 10 then 5 at positions 1, 2"),
-    (_offsets([0, 2**31 - 1, -2**30, 20], torch.int32),
-     rf"non-decreasing; got {2**31 - 1} then {-2**30} at positions 1, 2"),
-    (_offsets([0, 2**63 - 1, -2**62, 20], torch.int64),
-     rf"non-decreasing; got {2**63 - 1} then {-2**62} at positions 1, 2"),
-    (_offsets([0, 2**63, 20], torch.uint64),
-     rf"'cu_seqlens' must hold offsets int64 can represent .* got {2**63} at position 1"),
-    (_offsets([0, 2**64 - 12, 20], torch.uint64),
-     rf"'cu_seqlens' must hold offsets int64 can represent .* got {2**64 - 12} at position 1"),
-])
+@pytest.mark.parametrize(
+    "cu, msg",
+    [
+        (_offsets([0, 10, 5, 20], torch.uint8), r"non-decreasing; got 10 then 5 at positions 1, 2"),
+        (
+            _offsets([0, 10, 5, 20], torch.uint16),
+            r"non-decreasing; got 10 then 5 at positions 1, 2",
+        ),
+        (
+            _offsets([0, 2**31 - 1, -(2**30), 20], torch.int32),
+            rf"non-decreasing; got {2**31 - 1} then {-(2**30)} at positions 1, 2",
+        ),
+        (
+            _offsets([0, 2**63 - 1, -(2**62), 20], torch.int64),
+            rf"non-decreasing; got {2**63 - 1} then {-(2**62)} at positions 1, 2",
+        ),
+        (
+            _offsets([0, 2**63, 20], torch.uint64),
+            rf"'cu_seqlens' must hold offsets int64 can represent .* got {2**63} at position 1",
+        ),
+        (
+            _offsets([0, 2**64 - 12, 20], torch.uint64),
+            rf"'cu_seqlens' must hold offsets int64 can represent .* got {2**64 - 12} at position 1",
+        ),
+    ],
+)
 def test_offsets_are_checked_in_int64(cu, msg):
     """Offsets differenced in their own dtype wrap around (uint8 5 - 10 = 251): an impossible
     split passed. They are compared in int64, after an exact conversion."""
@@ -110,9 +132,12 @@ def test_small_unsigned_offsets_still_work():
     a, x = torch.rand(20, 2, dtype=torch.float64), torch.randn(20, 2, dtype=torch.float64)
     for dtype in (torch.uint8, torch.int16, torch.int32, torch.uint64):
         cu = torch.tensor([0, 5, 5, 20], dtype=dtype)
-        assert_close(str(dtype), lrbench.linear_recurrence(a, x, cu_seqlens=cu),
-                     _alone("reference", a, x, None, torch.tensor([0, 5, 5, 20]), False),
-                     **TOL[torch.float64])
+        assert_close(
+            str(dtype),
+            lrbench.linear_recurrence(a, x, cu_seqlens=cu),
+            _alone("reference", a, x, None, torch.tensor([0, 5, 5, 20]), False),
+            **TOL[torch.float64],
+        )
 
 
 def _inf_neighbour():
@@ -126,8 +151,9 @@ def _inf_neighbour():
 def test_default_compile_keeps_neighbours_apart():
     """Under torch.compile the packed call runs eagerly (a graph break), its repair included."""
     a, x, cu = _inf_neighbour()
-    fn = torch.compile(lambda a, x: lrbench.linear_recurrence(a, x, cu_seqlens=cu) * 2,
-                       dynamic=False)
+    fn = torch.compile(
+        lambda a, x: lrbench.linear_recurrence(a, x, cu_seqlens=cu) * 2, dynamic=False
+    )
     want = lambda a, x: _alone("reference", a, x, None, cu, False) * 2
     assert_close("h", fn(a, x), want(a, x), **TOL[torch.float64])
     gh = torch.ones_like(x)
@@ -153,8 +179,12 @@ def test_vmap_over_a_packed_call():
     fn = lambda a, x: lrbench.linear_recurrence(a, x, cu_seqlens=cu)
     got = torch.func.vmap(fn)(a, x)
     for i in range(2):
-        assert_close(f"h[{i}]", got[i], _alone("reference", a[i], x[i], None, cu, False),
-                     **TOL[torch.float64])
+        assert_close(
+            f"h[{i}]",
+            got[i],
+            _alone("reference", a[i], x[i], None, cu, False),
+            **TOL[torch.float64],
+        )
     grad = torch.func.vmap(torch.func.grad(lambda a, x: fn(a, x)[4:].sum()))(a, x)
     for i in range(2):
         ai = a[i].clone().requires_grad_()
@@ -178,8 +208,9 @@ def test_double_backward_float64():
     h0 = torch.randn(4, 2, generator=g, dtype=torch.float64)
     cu = torch.tensor([0, 3, 3, 7, 8])
     for reverse in (False, True):
-        fn = lambda a, x, h0: lrbench.linear_recurrence(a, x, h0, cu_seqlens=cu, reverse=reverse,
-                                                         backend="cpu-serial")
+        fn = lambda a, x, h0: lrbench.linear_recurrence(
+            a, x, h0, cu_seqlens=cu, reverse=reverse, backend="cpu-serial"
+        )
         inputs = tuple(t.clone().requires_grad_() for t in (a, x, h0))
         assert torch.autograd.gradgradcheck(fn, inputs)
 
@@ -193,5 +224,11 @@ def test_forward_mode_float64():
     cu = torch.tensor([0, 3, 3, 8])
     fn = lambda a, x, h0: lrbench.linear_recurrence(a, x, h0, cu_seqlens=cu, backend="cpu-serial")
     inputs = tuple(t.clone().requires_grad_() for t in (a, x, h0))
-    assert torch.autograd.gradcheck(fn, inputs, check_forward_ad=True, check_backward_ad=False,
-                                    check_undefined_grad=False, check_batched_grad=False)
+    assert torch.autograd.gradcheck(
+        fn,
+        inputs,
+        check_forward_ad=True,
+        check_backward_ad=False,
+        check_undefined_grad=False,
+        check_batched_grad=False,
+    )

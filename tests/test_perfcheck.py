@@ -1,6 +1,7 @@
 """``lrbench perfcheck``, the CI performance gate, on fabricated timings only: these tests never
 time this machine (a loaded machine must not fail a unit test). The checks' ratios come from
 patched check functions, or from a patched timing function run through the real checks."""
+
 from __future__ import annotations
 
 import itertools
@@ -20,7 +21,7 @@ from lrbench.options import Failure
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = json.loads((ROOT / "lrbench" / "perf_thresholds.json").read_text())
 INTEL = SHIPPED["machines"]["intel-xeon-2c"]["checks"]
-HEALTHY = {c: want["measured"] for c, want in INTEL.items()}        # intel-xeon-2c's ratios
+HEALTHY = {c: want["measured"] for c, want in INTEL.items()}  # intel-xeon-2c's ratios
 # pipeline_vs_serial with the pipeline's tasks run one after another, over the healthy ratio, on
 # intel-xeon-2c (its note in the threshold file: 0.75 against 1.30).
 ONE_THREAD = 0.75 / 1.30
@@ -49,8 +50,10 @@ def fabricate(monkeypatch, ratios: dict, scale: dict | None = None) -> None:
 
 def thresholds(path: Path, machine: str = "test-box", fraction: float = 0.6) -> Path:
     """A threshold file calibrated on ``machine`` at the healthy ratios, min = fraction of them."""
-    checks = {c: {"min": round(fraction * m, 3), "measured": m, "calibrated_at": STAMP}
-              for c, m in HEALTHY.items()}
+    checks = {
+        c: {"min": round(fraction * m, 3), "measured": m, "calibrated_at": STAMP}
+        for c, m in HEALTHY.items()
+    }
     path.write_text(json.dumps({"machines": {machine: {"checks": checks}}}))
     return path
 
@@ -65,6 +68,7 @@ def _run(argv, capsys) -> tuple[int, str, str]:
 
 
 # --- the gate -----------------------------------------------------------------------------------
+
 
 def test_gate_passes_on_healthy_numbers(tmp_path, box, monkeypatch, capsys):
     fabricate(monkeypatch, HEALTHY)
@@ -102,9 +106,11 @@ def test_a_failure_names_ratio_threshold_machines_and_load(tmp_path, box, monkey
     rc, out, err = _run(["perfcheck", "--thresholds", str(thresholds(tmp_path / "t.json"))], capsys)
     line = next(line for line in out.splitlines() if line.startswith("FAIL"))
     assert rc == 1 and err == ""
-    assert line.startswith("FAIL reverse_vs_forward: ratio 0.55 below threshold 0.66 "
-                           "(calibrated on test-box, ran on test-box; load average 3.50 on 2 "
-                           "cores: may reflect load)"), line
+    assert line.startswith(
+        "FAIL reverse_vs_forward: ratio 0.55 below threshold 0.66 "
+        "(calibrated on test-box, ran on test-box; load average 3.50 on 2 "
+        "cores: may reflect load)"
+    ), line
     assert "performance gate: FAILED: 1 of 4 ratios below threshold" in out
     assert "the result may reflect load" in out
     assert "slower" not in out
@@ -119,15 +125,24 @@ def test_a_failure_on_a_quiet_machine_does_not_blame_load(tmp_path, box, monkeyp
 def test_a_slowed_backend_falls_below_the_shipped_threshold(box, monkeypatch):
     """Through the real check functions, on fabricated timings (intel-xeon-2c's healthy ratios):
     cpu-chunked made 8x slower fails both of its checks and only those, on the shipped file."""
-    seconds = {("cpu-serial", 1 << 16, 256, False): 0.0154, ("copy",): 0.0154 * 0.86,
-               ("cpu-serial", 1 << 16, 256, True): 0.0154 / 1.10,
-               ("cpu-serial", 1 << 22, 1, False): 0.0278, ("cpu-chunked", 1 << 22, 1, False): 0.01,
-               ("cpu-serial", 1 << 19, 8, False): 0.013, ("cpu-chunked", 1 << 19, 8, False): 0.01}
+    seconds = {
+        ("cpu-serial", 1 << 16, 256, False): 0.0154,
+        ("copy",): 0.0154 * 0.86,
+        ("cpu-serial", 1 << 16, 256, True): 0.0154 / 1.10,
+        ("cpu-serial", 1 << 22, 1, False): 0.0278,
+        ("cpu-chunked", 1 << 22, 1, False): 0.01,
+        ("cpu-serial", 1 << 19, 8, False): 0.013,
+        ("cpu-chunked", 1 << 19, 8, False): 0.01,
+    }
     slow = {"cpu-chunked": 1.0}
     monkeypatch.setattr(perfcheck, "this_machine", lambda: "intel-xeon-2c")
     monkeypatch.setattr(perfcheck, "median_time", lambda fn: seconds[("copy",)])
-    monkeypatch.setattr(perfcheck, "_scan_seconds", lambda backend, T, N, reverse=False:
-                        seconds[(backend, T, N, reverse)] * slow.get(backend, 1.0))
+    monkeypatch.setattr(
+        perfcheck,
+        "_scan_seconds",
+        lambda backend, T, N, reverse=False: seconds[(backend, T, N, reverse)]
+        * slow.get(backend, 1.0),
+    )
     ok, rows = perfcheck.run(trials=1)
     assert ok and {r["check"]: round(r["measured"], 2) for r in rows} == HEALTHY
     slow["cpu-chunked"] = 8.0
@@ -138,8 +153,9 @@ def test_a_slowed_backend_falls_below_the_shipped_threshold(box, monkeypatch):
 
 
 @pytest.mark.parametrize("source", ["shipped", "calibrated"])
-def test_the_pipeline_run_one_task_after_another_falls_below_its_threshold(tmp_path, box,
-                                                                          monkeypatch, source):
+def test_the_pipeline_run_one_task_after_another_falls_below_its_threshold(
+    tmp_path, box, monkeypatch, source
+):
     """Replaces a test that timed this machine: the ratio a single-threaded pipeline gives (0.75
     where the pipeline gives 1.30, on intel-xeon-2c) fails the shipped threshold and any
     threshold --calibrate sets from healthy trials."""
@@ -148,8 +164,9 @@ def test_the_pipeline_run_one_task_after_another_falls_below_its_threshold(tmp_p
         spec = None
     else:
         spec = tmp_path / "t.json"
-        fabricate(monkeypatch, {c: [m, 1.02 * m, 0.98 * m, m, 1.01 * m]
-                                for c, m in HEALTHY.items()})
+        fabricate(
+            monkeypatch, {c: [m, 1.02 * m, 0.98 * m, m, 1.01 * m] for c, m in HEALTHY.items()}
+        )
         perfcheck.calibrate(spec)
     fabricate(monkeypatch, HEALTHY, scale={"pipeline_vs_serial": ONE_THREAD})
     ok, rows = perfcheck.run(spec)
@@ -158,37 +175,75 @@ def test_the_pipeline_run_one_task_after_another_falls_below_its_threshold(tmp_p
 
 # --- the threshold file -------------------------------------------------------------------------
 
+
 def test_json_holds_every_row(tmp_path, box, monkeypatch, capsys):
-    fabricate(monkeypatch, {c: [0.9 * m, m] for c, m in HEALTHY.items()},
-              scale={"serial_vs_copy": 0.5})
+    fabricate(
+        monkeypatch, {c: [0.9 * m, m] for c, m in HEALTHY.items()}, scale={"serial_vs_copy": 0.5}
+    )
     out = tmp_path / "deep" / "perf.json"
-    rc, text, _ = _run(["perfcheck", "--thresholds", str(thresholds(tmp_path / "t.json")),
-                        "--trials", "2", "--json", str(out)], capsys)
+    rc, text, _ = _run(
+        [
+            "perfcheck",
+            "--thresholds",
+            str(thresholds(tmp_path / "t.json")),
+            "--trials",
+            "2",
+            "--json",
+            str(out),
+        ],
+        capsys,
+    )
     assert rc == 1 and f"wrote {out}" in text
     report = json.loads(out.read_text())
-    assert (report["mode"], report["passed"], report["machine"], report["trials"]) == \
-        ("gate", False, "test-box", 2)
+    assert (report["mode"], report["passed"], report["machine"], report["trials"]) == (
+        "gate",
+        False,
+        "test-box",
+        2,
+    )
     rows = {r["check"]: r for r in report["rows"]}
     assert set(rows) == set(HEALTHY)
     for check, r in rows.items():
-        assert {"check", "measured", "trials", "min", "machine", "calibrated_on", "load", "passed",
-                "commit"} <= set(r)
+        assert {
+            "check",
+            "measured",
+            "trials",
+            "min",
+            "machine",
+            "calibrated_on",
+            "load",
+            "passed",
+            "commit",
+        } <= set(r)
         assert r["trials"] == pytest.approx([0.9 * r["measured"], r["measured"]])
-        assert (r["machine"], r["calibrated_on"], r["load"], r["commit"]) == \
-            ("test-box", "test-box", 0.5, STAMP["commit"])
+        assert (r["machine"], r["calibrated_on"], r["load"], r["commit"]) == (
+            "test-box",
+            "test-box",
+            0.5,
+            STAMP["commit"],
+        )
         assert r["passed"] == (check != "serial_vs_copy")
-    assert not list(out.parent.glob(".*.tmp"))                      # written atomically
+    assert not list(out.parent.glob(".*.tmp"))  # written atomically
 
 
 def test_unknown_machine_falls_back_to_defaults_and_says_so(tmp_path, box, monkeypatch, capsys):
     monkeypatch.setattr(perfcheck, "this_machine", lambda: "amd-epyc-2c")
-    fabricate(monkeypatch, {"serial_vs_copy": 0.9, "chunked_vs_serial": 0.82,
-                            "pipeline_vs_serial": 0.72, "reverse_vs_forward": 0.2})
+    fabricate(
+        monkeypatch,
+        {
+            "serial_vs_copy": 0.9,
+            "chunked_vs_serial": 0.82,
+            "pipeline_vs_serial": 0.72,
+            "reverse_vs_forward": 0.2,
+        },
+    )
     rc, out, _ = _run(["perfcheck", "--json", str(tmp_path / "p.json")], capsys)
     assert rc == 1
     assert "no calibration for amd-epyc-2c" in out and "conservative default thresholds" in out
-    assert ("FAIL reverse_vs_forward: ratio 0.2 below threshold 0.4 (calibrated on none "
-            "(conservative defaults), ran on amd-epyc-2c;") in out
+    assert (
+        "FAIL reverse_vs_forward: ratio 0.2 below threshold 0.4 (calibrated on none "
+        "(conservative defaults), ran on amd-epyc-2c;"
+    ) in out
     rows = json.loads((tmp_path / "p.json").read_text())["rows"]
     assert {r["calibrated_on"] for r in rows} == {None}
     assert {r["min"] for r in rows} == {w["min"] for w in SHIPPED["default"]["checks"].values()}
@@ -201,16 +256,25 @@ def test_a_custom_file_without_defaults_uses_the_packages(tmp_path, box, monkeyp
     assert [r["min"] for r in rows] == [w["min"] for w in SHIPPED["default"]["checks"].values()]
 
 
-@pytest.mark.parametrize("text, message", [
-    (None, "no such file"),
-    ("{", "not JSON (line 1 column 2"),
-    ('{"checks": {}}', 'expected an object with a "machines" object'),
-    ('{"machines": {"b": {"checks": {"nope": {"min": 1}}}}}', "machines.b: unknown check 'nope'"),
-    ('{"machines": {"b": {"checks": {"serial_vs_copy": {"min": "0.4"}}}}}',
-     "machines.b.serial_vs_copy.min: expected a positive number, got '0.4'"),
-])
-def test_a_bad_thresholds_file_is_one_line_naming_it(tmp_path, box, monkeypatch, capsys, text,
-                                                     message):
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (None, "no such file"),
+        ("{", "not JSON (line 1 column 2"),
+        ('{"checks": {}}', 'expected an object with a "machines" object'),
+        (
+            '{"machines": {"b": {"checks": {"nope": {"min": 1}}}}}',
+            "machines.b: unknown check 'nope'",
+        ),
+        (
+            '{"machines": {"b": {"checks": {"serial_vs_copy": {"min": "0.4"}}}}}',
+            "machines.b.serial_vs_copy.min: expected a positive number, got '0.4'",
+        ),
+    ],
+)
+def test_a_bad_thresholds_file_is_one_line_naming_it(
+    tmp_path, box, monkeypatch, capsys, text, message
+):
     monkeypatch.setattr(perfcheck, "measure", lambda *a: pytest.fail("timed despite a bad file"))
     path = tmp_path / "t.json"
     if text is not None:
@@ -225,25 +289,34 @@ def test_an_unwritable_json_fails_before_any_timing(tmp_path, box, monkeypatch, 
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
     rc, _, err = _run(["perfcheck", "--json", str(blocker / "perf.json")], capsys)
-    assert rc == 1 and err.startswith(f"lrbench perfcheck: error: --json {blocker / 'perf.json'}: "
-                                      f"cannot write there")
+    assert rc == 1 and err.startswith(
+        f"lrbench perfcheck: error: --json {blocker / 'perf.json'}: cannot write there"
+    )
     rc, _, err = _run(["perfcheck", "--json", str(tmp_path)], capsys)
-    assert rc == 1 and err == f"lrbench perfcheck: error: --json {tmp_path}: is a folder, " \
-                              f"expected a file\n"
+    assert (
+        rc == 1
+        and err == f"lrbench perfcheck: error: --json {tmp_path}: is a folder, expected a file\n"
+    )
 
 
 def test_the_shipped_file_keeps_intel_and_leaves_amd_uncalibrated():
     spec = perfcheck.load()
     assert {c: w["min"] for c, w in spec["machines"]["intel-xeon-2c"]["checks"].items()} == {
-        "serial_vs_copy": 0.4, "chunked_vs_serial": 1.2, "pipeline_vs_serial": 0.8,
-        "reverse_vs_forward": 0.6}
+        "serial_vs_copy": 0.4,
+        "chunked_vs_serial": 1.2,
+        "pipeline_vs_serial": 0.8,
+        "reverse_vs_forward": 0.6,
+    }
     assert "amd-epyc-2c" not in spec["machines"]
     assert set(spec["default"]["checks"]) == set(perfcheck.CHECKS)
 
 
-@pytest.mark.xfail(strict=True, reason="intel-xeon-2c's serial_vs_copy (min 0.4, measured 0.86) "
-                   "and chunked_vs_serial (1.2, 2.78) mins were set before those ratios improved; "
-                   "recalibrate the machine, then drop this mark")
+@pytest.mark.xfail(
+    strict=True,
+    reason="intel-xeon-2c's serial_vs_copy (min 0.4, measured 0.86) "
+    "and chunked_vs_serial (1.2, 2.78) mins were set before those ratios improved; "
+    "recalibrate the machine, then drop this mark",
+)
 def test_every_shipped_calibration_fails_a_2x_regression():
     for machine, entry in perfcheck.load()["machines"].items():
         assert perfcheck.weak_checks(entry["checks"]) == [], machine
@@ -260,25 +333,49 @@ def test_the_gate_notes_thresholds_a_2x_regression_would_pass(box, monkeypatch, 
 def test_the_thresholds_ship_in_the_installed_package(tmp_path):
     """A wheel built from this tree holds the threshold file, and lrbench installed from it (no
     checkout, no benchmarks/ beside it) finds and reads its own."""
-    assert "perf_thresholds.json" in tomllib.loads((ROOT / "pyproject.toml").read_text())[
-        "tool"]["setuptools"]["package-data"]["lrbench"]
+    assert (
+        "perf_thresholds.json"
+        in tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+            "package-data"
+        ]["lrbench"]
+    )
     src = tmp_path / "src"
     src.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, src / name)
     shutil.copytree(ROOT / "lrbench", src / "lrbench", ignore=shutil.ignore_patterns("__pycache__"))
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
-                            "--no-build-isolation", "-q", "-w", str(tmp_path / "dist"), str(src)],
-                           capture_output=True, text=True)
+    built = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path / "dist"),
+            str(src),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert built.returncode == 0, built.stderr
     wheel = next((tmp_path / "dist").glob("lrbench-*.whl"))
     assert "lrbench/perf_thresholds.json" in zipfile.ZipFile(wheel).namelist()
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
-    code = ("import json, lrbench.perfcheck as p; print(json.dumps([p.__file__, str(p.THRESHOLDS), "
-            "sorted(p.load()['machines'])]))")
-    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
-                          text=True, env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"})
+    code = (
+        "import json, lrbench.perfcheck as p; print(json.dumps([p.__file__, str(p.THRESHOLDS), "
+        "sorted(p.load()['machines'])]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"},
+    )
     assert done.returncode == 0, done.stderr
     module, path, machines = json.loads(done.stdout)
     assert Path(module).parent == Path(path).parent == site / "lrbench", (module, path)
@@ -287,6 +384,7 @@ def test_the_thresholds_ship_in_the_installed_package(tmp_path):
 
 # --- calibrating --------------------------------------------------------------------------------
 
+
 def _noisy(spread: float = 0.03) -> dict:
     """Five quiet trials per check around the healthy ratio."""
     return {c: [m * (1 + spread * k) for k in (0, 1, -1, 0.5, -0.5)] for c, m in HEALTHY.items()}
@@ -294,37 +392,50 @@ def _noisy(spread: float = 0.03) -> dict:
 
 def test_calibrate_writes_thresholds_a_2x_regression_fails(tmp_path, box, monkeypatch, capsys):
     path = tmp_path / "t.json"
-    path.write_text(json.dumps({"about": "kept", "machines": {"other-box": {"checks": {
-        "serial_vs_copy": {"min": 0.5, "measured": 0.9}}}}}))
+    path.write_text(
+        json.dumps(
+            {
+                "about": "kept",
+                "machines": {
+                    "other-box": {"checks": {"serial_vs_copy": {"min": 0.5, "measured": 0.9}}}
+                },
+            }
+        )
+    )
     fabricate(monkeypatch, _noisy())
-    rc, out, _ = _run(["perfcheck", "--calibrate", "--thresholds", str(path),
-                       "--json", str(tmp_path / "c.json")], capsys)
+    rc, out, _ = _run(
+        ["perfcheck", "--calibrate", "--thresholds", str(path), "--json", str(tmp_path / "c.json")],
+        capsys,
+    )
     assert rc == 0 and f"wrote its entry into {path}" in out
     spec = json.loads(path.read_text())
-    assert spec["about"] == "kept" and "other-box" in spec["machines"]     # others kept
+    assert spec["about"] == "kept" and "other-box" in spec["machines"]  # others kept
     checks = spec["machines"]["test-box"]["checks"]
     assert set(checks) == set(perfcheck.CHECKS)
     for check, want in checks.items():
-        assert want["min"] > want["measured"] / 2, (check, want)         # a 2x regression fails
-        assert want["min"] <= min(want["trials"])                        # the noise passes
+        assert want["min"] > want["measured"] / 2, (check, want)  # a 2x regression fails
+        assert want["min"] <= min(want["trials"])  # the noise passes
         assert want["measured"] == pytest.approx(HEALTHY[check], rel=1e-2)
         assert len(want["trials"]) == 5 and want["calibrated_at"] == STAMP
     assert json.loads((tmp_path / "c.json").read_text())["mode"] == "calibrate"
-    fabricate(monkeypatch, _noisy())                                     # the noise passes the gate
+    fabricate(monkeypatch, _noisy())  # the noise passes the gate
     assert perfcheck.run(path)[0]
-    for check in HEALTHY:                                                # each 2x regression fails
+    for check in HEALTHY:  # each 2x regression fails
         fabricate(monkeypatch, _noisy(), scale={check: 0.5})
         assert [r["check"] for r in perfcheck.run(path)[1] if not r["passed"]] == [check]
 
 
-def test_calibrate_refuses_trials_too_noisy_to_tell_a_2x_regression(tmp_path, box, monkeypatch,
-                                                                     capsys):
+def test_calibrate_refuses_trials_too_noisy_to_tell_a_2x_regression(
+    tmp_path, box, monkeypatch, capsys
+):
     path = tmp_path / "t.json"
     fabricate(monkeypatch, {**HEALTHY, "chunked_vs_serial": [2.8, 1.4, 2.8, 2.7, 2.9]})
     rc, _, err = _run(["perfcheck", "--calibrate", "--thresholds", str(path)], capsys)
     assert rc == 1 and not path.exists()
-    assert err.startswith("lrbench perfcheck: error: --calibrate: chunked_vs_serial: trials 2.8, "
-                          "1.4, 2.8, 2.7, 2.9 (median 2.8): the worst trial is 50% of the median")
+    assert err.startswith(
+        "lrbench perfcheck: error: --calibrate: chunked_vs_serial: trials 2.8, "
+        "1.4, 2.8, 2.7, 2.9 (median 2.8): the worst trial is 50% of the median"
+    )
     assert "2x regression" in err and err.count("\n") == 1
 
 
@@ -332,16 +443,23 @@ def test_calibrate_refuses_trials_too_noisy_to_tell_a_2x_regression(tmp_path, bo
 def test_a_calibration_that_sets_min_too_low_is_caught(tmp_path, box, monkeypatch, broken):
     """A broken calibrate (min at 0.45 of the median: a 2x regression would pass) writes nothing."""
     path = tmp_path / "t.json"
-    path.write_text("{\"machines\": {}}")
+    path.write_text('{"machines": {}}')
     fabricate(monkeypatch, _noisy())
     if broken == "fraction":
         monkeypatch.setattr(perfcheck, "FRACTION", 0.45)
     else:
-        monkeypatch.setattr(perfcheck, "threshold_for", lambda check, values: {
-            "min": 0.45 * values[0], "measured": values[0], "trials": values})
+        monkeypatch.setattr(
+            perfcheck,
+            "threshold_for",
+            lambda check, values: {
+                "min": 0.45 * values[0],
+                "measured": values[0],
+                "trials": values,
+            },
+        )
     with pytest.raises(Failure, match="2x regression"):
         perfcheck.calibrate(path)
-    assert path.read_text() == "{\"machines\": {}}"
+    assert path.read_text() == '{"machines": {}}'
 
 
 def test_calibrate_needs_a_thresholds_file(box, monkeypatch, capsys):

@@ -1,5 +1,6 @@
 """``lrbench report`` on result files that are valid JSON of the wrong shape: each is reported in
 one line and skipped, and the rest still plots (defect: it aborted)."""
+
 from __future__ import annotations
 
 import json
@@ -32,7 +33,7 @@ def test_a_result_file_of_the_wrong_shape_is_reported_and_skipped(tmp_path, case
     df, problems = report.load(asv)
     assert any(p.startswith(f"{bad}: ") for p in problems), problems
     assert all("\n" not in p for p in problems)
-    assert set(df.commit) == {"abcdef12"}                     # the good file still loads
+    assert set(df.commit) == {"abcdef12"}  # the good file still loads
     written, _ = report.run(str(tmp_path))
     assert any(p.name == "speedup_vs_length_box.png" for p in written)
 

@@ -1,4 +1,5 @@
 """quasi-DEER equals sequential evaluation; the cells' Jacobian diagonals are exact."""
+
 from __future__ import annotations
 
 import pytest

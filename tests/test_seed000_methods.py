@@ -1,5 +1,6 @@
 """The seed-000 baselines: DEER-style training gives BPTT's gradient, the hybrid's sweep, the
 information-front probe, and every method's step on a tiny problem."""
+
 from __future__ import annotations
 
 import pytest
@@ -26,9 +27,10 @@ def test_deer_gradient_equals_bptt(name, T):
     ref_loss = F.cross_entropy(readout(roll_out(cell, x, h0)[-1]), y)
     ref = torch.autograd.grad(ref_loss, params)
     for p in params:
-        p.grad = torch.ones_like(p)                          # it accumulates, like backward()
-    loss, fwd, bwd = deer_backward(cell, lambda h: F.cross_entropy(readout(h), y), x, h0, tol=1e-12,
-                                   backend="cpu-serial")
+        p.grad = torch.ones_like(p)  # it accumulates, like backward()
+    loss, fwd, bwd = deer_backward(
+        cell, lambda h: F.cross_entropy(readout(h), y), x, h0, tol=1e-12, backend="cpu-serial"
+    )
     assert abs(loss.item() - ref_loss.item()) < 1e-12
     assert 1 <= fwd <= T + 1 and 1 <= bwd <= T + 1
     for p, g in zip(params, ref):
@@ -52,13 +54,15 @@ def test_deer_backward_is_deterministic():
 def test_hybrid_sweep_moves_the_table_toward_the_roll_out():
     torch.manual_seed(0)
     x, y = data(32, 12, 4, 0)
-    m = methods.make("hybrid", TanhCell(4, 8), 8, x, y, lr=0.0)       # lr 0: only the sweep moves it
+    m = methods.make("hybrid", TanhCell(4, 8), 8, x, y, lr=0.0)  # lr 0: only the sweep moves it
     before = m.model.max_residual(x)
     m.step()
     after = m.model.max_residual(x)
     assert after < 0.8 * before, (before, after)
     ref = roll_out(m.cell, x.transpose(0, 1), torch.zeros(32, 8)).transpose(0, 1)
-    assert (m.states()[:, 0] - ref[:, 0]).abs().max() < 1e-6             # the first step is exact after one sweep
+    assert (
+        m.states()[:, 0] - ref[:, 0]
+    ).abs().max() < 1e-6  # the first step is exact after one sweep
 
 
 def test_front_probe():
@@ -66,20 +70,22 @@ def test_front_probe():
     M, N, n = 200, 6, 5
     label = torch.randperm(M) % 2
     states = torch.randn(M, N, n)
-    states[:, :3, 0] += 4 * (2 * label[:, None] - 1)                    # the sign is in the first 3 steps
+    states[:, :3, 0] += 4 * (2 * label[:, None] - 1)  # the sign is in the first 3 steps
     acc = probe_accuracy(states, label)
     assert acc.shape == (N,) and (acc[:3] > 0.95).all() and (acc[3:] < 0.75).all()
     assert front(states, label) == 3
     states[:, 4, 0] += 4 * (2 * label - 1)
-    assert front(states, label) == 3                                     # leading steps only
+    assert front(states, label) == 3  # leading steps only
     with pytest.raises(ValueError, match="'states'"):
         probe_accuracy(states[:, 0], label)
     with pytest.raises(ValueError, match="both classes"):
         probe_accuracy(states, torch.zeros(M, dtype=torch.long))
 
 
-@pytest.mark.parametrize("method", ["table-K1", "table-K4", "table-rand-K1", "hybrid", "deer", "bptt", "tbptt",
-                                    "tbptt-w4"])
+@pytest.mark.parametrize(
+    "method",
+    ["table-K1", "table-K4", "table-rand-K1", "hybrid", "deer", "bptt", "tbptt", "tbptt-w4"],
+)
 def test_every_method_steps_and_scores_by_roll_out(method):
     torch.manual_seed(0)
     x, y = data(16, 9, 4, 0)
@@ -97,34 +103,58 @@ def test_every_method_steps_and_scores_by_roll_out(method):
 
 def test_unknown_method_and_skip_rule():
     import pandas as pd
+
     with pytest.raises(ValueError, match="argument 'method'"):
         methods.make("adjoint", TanhCell(2, 2), 2, *data(2, 3, 2, 0), lr=0.1)
-    df = pd.DataFrame([dict(method="a", cell="tanh", N=4, solved=True),
-                       dict(method="a", cell="tanh", N=8, solved=False),
-                       dict(method="a", cell="tanh", N=8, solved=False)])
-    assert _skip(df, "a", "tanh", 16) and not _skip(df, "a", "tanh", 8) and not _skip(df, "b", "tanh", 16)
+    df = pd.DataFrame(
+        [
+            dict(method="a", cell="tanh", N=4, solved=True),
+            dict(method="a", cell="tanh", N=8, solved=False),
+            dict(method="a", cell="tanh", N=8, solved=False),
+        ]
+    )
+    assert (
+        _skip(df, "a", "tanh", 16)
+        and not _skip(df, "a", "tanh", 8)
+        and not _skip(df, "b", "tanh", 16)
+    )
 
 
 def test_command_runs_in_parallel_resumes_and_draws(tmp_path, monkeypatch):
     import pandas as pd
 
     from experiments.seed000 import experiment
-    monkeypatch.setitem(experiment.PRESETS, "tiny", dict(cells={"tanh": [2, 3]}, seeds=[0, 1], max_steps=10,
-                                                         max_seconds=30.0, methods=["bptt", "table-K1"],
-                                                         grid=[(0.01, 1.0), (0.03, 0.1)]))
+
+    monkeypatch.setitem(
+        experiment.PRESETS,
+        "tiny",
+        dict(
+            cells={"tanh": [2, 3]},
+            seeds=[0, 1],
+            max_steps=10,
+            max_seconds=30.0,
+            methods=["bptt", "table-K1"],
+            grid=[(0.01, 1.0), (0.03, 0.1)],
+        ),
+    )
     assert experiment.main(["--preset", "tiny", "--out", str(tmp_path), "--jobs", "2"]) == 0
     runs = pd.read_csv(tmp_path / "runs_tiny.csv")
     assert set(runs.stopped_by) <= {"solved", "steps", "skipped"}
     settings = {m: sorted(set(zip(g.lr, g.mu))) for m, g in runs.groupby("method")}
-    assert settings == {"bptt": [(0.01, 1.0), (0.03, 1.0)], "table-K1": [(0.01, 1.0), (0.03, 0.1)]}   # μ: tables only
+    assert settings == {
+        "bptt": [(0.01, 1.0), (0.03, 1.0)],
+        "table-K1": [(0.01, 1.0), (0.03, 0.1)],
+    }  # μ: tables only
     assert len(runs) == 2 * 2 * 4
     assert set(experiment.label(runs).label) >= {"bptt lr=0.03 mu=1", "table-K1 lr=0.01 mu=1"}
     assert set(pd.read_csv(tmp_path / "timing_tiny.csv").method) == {"bptt", "table-K1"}
-    assert (tmp_path / "steps_vs_lag_tiny.png").stat().st_size > 0 and (tmp_path / "front_tiny.png").exists()
+    assert (tmp_path / "steps_vs_lag_tiny.png").stat().st_size > 0 and (
+        tmp_path / "front_tiny.png"
+    ).exists()
     before = (tmp_path / "runs_tiny.csv").read_text()
-    assert experiment.main(["--preset", "tiny", "--out", str(tmp_path)]) == 0        # nothing left to run
+    assert experiment.main(["--preset", "tiny", "--out", str(tmp_path)]) == 0  # nothing left to run
     assert (tmp_path / "runs_tiny.csv").read_text() == before
-    with pytest.raises(SystemExit, match="2"):                                       # argparse: usage, exit 2
+    with pytest.raises(SystemExit, match="2"):  # argparse: usage, exit 2
         experiment.main(["--preset", "tiny", "--out", str(tmp_path), "--jobs", "0"])
 
 
@@ -135,5 +165,7 @@ def test_front_probe_is_a_fitted_linear_classifier():
     M = 400
     label = torch.randperm(M) % 2
     z = 10 * torch.randn(M, 1)
-    states = torch.cat([0.5 * (2 * label[:, None] - 1) + z, z, torch.randn(M, 2)], -1)[:, None]   # (M, 1, 4)
+    states = torch.cat([0.5 * (2 * label[:, None] - 1) + z, z, torch.randn(M, 2)], -1)[
+        :, None
+    ]  # (M, 1, 4)
     assert probe_accuracy(states, label).item() == 1.0

@@ -1,4 +1,5 @@
 """The state-table method: indexing, the frozen schedule, the consistency loss, roll-out, lag 4."""
+
 from __future__ import annotations
 
 import pytest
@@ -15,7 +16,9 @@ def test_previous_states_index_the_table_and_start_at_h0():
     prev = model.previous(ids)
     assert prev.shape == (2, 6, 4)
     assert torch.equal(prev[:, 0], torch.zeros(2, 4))
-    assert torch.equal(prev[0, 1:], model.table[3, :-1]) and torch.equal(prev[1, 1:], model.table[1, :-1])
+    assert torch.equal(prev[0, 1:], model.table[3, :-1]) and torch.equal(
+        prev[1, 1:], model.table[1, :-1]
+    )
 
 
 def test_consistency_is_zero_on_the_roll_out_and_positive_off_it():
@@ -23,15 +26,19 @@ def test_consistency_is_zero_on_the_roll_out_and_positive_off_it():
     x, y = _data(4, 7, 3, 0)
     model = TableModel(TanhCell(3, 5), 5, M=4, T=7)
     with torch.no_grad():
-        model.table.copy_(roll_out(model.cell, x.transpose(0, 1), torch.zeros(4, 5)).transpose(0, 1))
+        model.table.copy_(
+            roll_out(model.cell, x.transpose(0, 1), torch.zeros(4, 5)).transpose(0, 1)
+        )
     _, cons, logits = model.losses(torch.arange(4), x, y, mu=1.0)
     assert cons.item() < 1e-12 and model.max_residual(x) < 1e-6
-    torch.testing.assert_close(logits, model.roll_out_logits(x))   # lookup == roll-out when consistent
+    torch.testing.assert_close(
+        logits, model.roll_out_logits(x)
+    )  # lookup == roll-out when consistent
     with torch.no_grad():
         model.table[2, 3] += 1.0
     assert model.losses(torch.arange(4), x, y, mu=1.0)[1].item() > 0.1
     ce, cons_t = model.transition_losses(torch.tensor([2]), torch.tensor([3]), x, y, mu=1.0)
-    assert cons_t.item() == pytest.approx(5.0, rel=1e-4) and ce.item() == 0   # 5 dims, each off by 1
+    assert cons_t.item() == pytest.approx(5.0, rel=1e-4) and ce.item() == 0  # 5 dims, each off by 1
 
 
 def test_frozen_table_moves_every_K_steps_by_the_mean_gradient():
@@ -49,8 +56,8 @@ def test_frozen_table_moves_every_K_steps_by_the_mean_gradient():
         refreshed = opt.step()
         assert refreshed == (step == 3)
         if step < 3:
-            assert torch.equal(model.table, before)                   # frozen
-            assert not torch.equal(model.cell.W.weight, w_before)     # the weights move every step
+            assert torch.equal(model.table, before)  # frozen
+            assert not torch.equal(model.cell.W.weight, w_before)  # the weights move every step
     assert not torch.equal(model.table, before) and model.table.grad is None
     # Adam's first step moves each coordinate by lr * sign(mean gradient) (up to eps)
     mean = torch.stack(grads).mean(0)
@@ -83,13 +90,24 @@ def test_experiment_row_and_alpha_fit():
     import pandas as pd
 
     from experiments.seed000.experiment import fit_alpha, run_one
+
     row, fronts = run_one("table-K1", 4, 0, M=64, n=16, max_steps=400, eval_every=25)
     assert row["solved"] and row["steps"] % 25 == 0 and row["table_bytes"] == 64 * 4 * 16 * 4
-    assert row["train_lookup_acc"] == 1.0 and row["epochs"] == row["steps"] and row["depth_per_step"] == 1
-    assert [f["step"] for f in fronts] == list(range(25, row["steps"] + 1, 25)) and fronts[-1]["front"] == 4
-    df = pd.DataFrame([dict(method="m", N=N, seed=0, solved=True, steps=3 * N ** 2) for N in (4, 8, 16)]
-                      + [dict(method="m", N=32, seed=0, solved=False, steps=1)]
-                      + [dict(method="m", N=64, seed=s, solved=s == 0, steps=5) for s in range(3)])   # 1 of 3
+    assert (
+        row["train_lookup_acc"] == 1.0
+        and row["epochs"] == row["steps"]
+        and row["depth_per_step"] == 1
+    )
+    assert [f["step"] for f in fronts] == list(range(25, row["steps"] + 1, 25)) and fronts[-1][
+        "front"
+    ] == 4
+    df = pd.DataFrame(
+        [dict(method="m", N=N, seed=0, solved=True, steps=3 * N**2) for N in (4, 8, 16)]
+        + [dict(method="m", N=32, seed=0, solved=False, steps=1)]
+        + [dict(method="m", N=64, seed=s, solved=s == 0, steps=5) for s in range(3)]
+    )  # 1 of 3
 
     (fit,) = fit_alpha(df).to_dict("records")
-    assert fit["alpha"] == pytest.approx(2.0) and fit["c"] == pytest.approx(3.0) and fit["lags"] == 3
+    assert (
+        fit["alpha"] == pytest.approx(2.0) and fit["c"] == pytest.approx(3.0) and fit["lags"] == 3
+    )

@@ -10,6 +10,7 @@ same checks (asv's CDN scripts can't load, its onerror sends the page to error.h
 
 Skipped when no Chromium is installed; .ci/run installs Debian's.
 """
+
 from __future__ import annotations
 
 import functools
@@ -48,7 +49,8 @@ def _chromium() -> str | None:
 CHROMIUM = _chromium()
 needs_chromium = pytest.mark.skipif(
     CHROMIUM is None,
-    reason="no chromium (.ci/run installs Debian's; LRBENCH_CHROMIUM names another browser)")
+    reason="no chromium (.ci/run installs Debian's; LRBENCH_CHROMIUM names another browser)",
+)
 
 
 def _load_publish():
@@ -63,20 +65,33 @@ publish = _load_publish()
 
 # --------------------------------------------------------------------------- building the site
 
+
 @pytest.fixture(scope="module")
 def sites(tmp_path_factory):
     """(plain, offline): the committed results published by `asv publish` alone, and the same
     site vendored and rewritten by benchmarks/site/publish.py (the `make site` path)."""
     root = tmp_path_factory.mktemp("site")
     plain, offline = root / "plain", root / "offline"
-    for cmd in ([sys.executable, "-m", "asv", "publish", "--no-pull", "--config", str(CONFIG),
-                 "--html-dir", str(plain)],
-                [sys.executable, str(PUBLISH_PY), "--config", str(CONFIG),
-                 "--html-dir", str(offline)]):
+    for cmd in (
+        [
+            sys.executable,
+            "-m",
+            "asv",
+            "publish",
+            "--no-pull",
+            "--config",
+            str(CONFIG),
+            "--html-dir",
+            str(plain),
+        ],
+        [sys.executable, str(PUBLISH_PY), "--config", str(CONFIG), "--html-dir", str(offline)],
+    ):
         proc = subprocess.run(cmd, cwd=REPO, timeout=120, capture_output=True, text=True)
         if proc.returncode:
-            pytest.fail(f"{' '.join(cmd[1:3])} failed (rc {proc.returncode}):\n"
-                        f"{(proc.stdout + proc.stderr)[-3000:]}")
+            pytest.fail(
+                f"{' '.join(cmd[1:3])} failed (rc {proc.returncode}):\n"
+                f"{(proc.stdout + proc.stderr)[-3000:]}"
+            )
     return plain, offline
 
 
@@ -102,13 +117,15 @@ def headline_benchmark(html_dir: Path) -> str:
     names = {n for n in listed if n.rsplit(".", 1)[-1].startswith("time_") and n in on_site}
     best: dict[str, int] = {}
     for path in (html_dir / "graphs").rglob("*.json"):
-        name = path.name[:-len(".json")]
+        name = path.name[: -len(".json")]
         if name in names and "summary" not in path.relative_to(html_dir / "graphs").parts:
             best[name] = max(best.get(name, 0), _finite_points(json.loads(path.read_text())))
     ranked = sorted((-n, name) for name, n in best.items() if n > 0)
     if not ranked:
-        pytest.fail(f"no time_* benchmark of benchmarks.json has plotted results on the site "
-                    f"({len(names)} time_* benchmarks listed)")
+        pytest.fail(
+            f"no time_* benchmark of benchmarks.json has plotted results on the site "
+            f"({len(names)} time_* benchmarks listed)"
+        )
     return ranked[0][1]
 
 
@@ -186,7 +203,8 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
 class Served:
     def __init__(self, html_dir: Path):
         self.httpd = http.server.ThreadingHTTPServer(
-            ("127.0.0.1", 0), functools.partial(_Handler, directory=str(html_dir)))
+            ("127.0.0.1", 0), functools.partial(_Handler, directory=str(html_dir))
+        )
         self.httpd.requests, self.httpd.failures = [], []
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
@@ -199,13 +217,26 @@ class Served:
 def render(url: str, tmp_path: Path) -> tuple[str, dict]:
     """Load url in headless Chromium, offline except for 127.0.0.1; return (DOM, probe)."""
     profile = tmp_path / f"chromium-profile-{len(list(tmp_path.glob('chromium-profile-*')))}"
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-           "--disable-quic", "--no-first-run", "--disable-background-networking",
-           "--disable-component-update", "--disable-sync", "--disable-extensions",
-           # no CDN can answer: every host but the local server fails to resolve
-           "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-           f"--user-data-dir={profile}", "--window-size=1280,1024",
-           "--virtual-time-budget=15000", "--dump-dom", url]
+    cmd = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-extensions",
+        # no CDN can answer: every host but the local server fails to resolve
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+        f"--user-data-dir={profile}",
+        "--window-size=1280,1024",
+        "--virtual-time-budget=15000",
+        "--dump-dom",
+        url,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
     dom = proc.stdout
     assert dom.strip(), f"chromium printed no DOM (rc {proc.returncode}):\n{proc.stderr[-3000:]}"
@@ -223,8 +254,11 @@ def _assert_not_error_page(dom: str, probe: dict, where: str) -> None:
     # asv's index.html sends the browser to error.html when a script fails to load; the probe
     # (in index.html only) then never reports
     title = re.search(r"<title>(.*?)</title>", dom, re.S)
-    assert probe and "error" not in (title.group(1) if title else "") \
-        and "error.html" not in probe.get("href", ""), f"asv's error page shown: {where}"
+    assert (
+        probe
+        and "error" not in (title.group(1) if title else "")
+        and "error.html" not in probe.get("href", "")
+    ), f"asv's error page shown: {where}"
     assert not probe.get("js_errors") and "exception" not in probe, f"JavaScript errors: {where}"
     assert not probe.get("error_shown"), f"asv's error dialog shown: {where}"
 
@@ -239,14 +273,16 @@ def check_graph_drawn(html_dir: Path, tmp_path: Path) -> str:
         server.close()
     where = f"{bench}: {_page_summary(dom, probe)}"
     _assert_not_error_page(dom, probe, where)
-    main = dom[dom.find('id="main-graph"'):]
+    main = dom[dom.find('id="main-graph"') :]
     assert dom.find('id="main-graph"') >= 0 and re.search(
-        r'<canvas class="flot-base"', main[:20000]), f"no flot canvas in #main-graph: {where}"
+        r'<canvas class="flot-base"', main[:20000]
+    ), f"no flot canvas in #main-graph: {where}"
     assert re.search(r'class="flot-tick-label[^"]*"[^>]*>[^<]+<', main), f"no axis ticks: {where}"
     assert probe.get("series", 0) >= 1 and probe.get("points", 0) >= 1, f"nothing plotted: {where}"
     assert probe.get("series_pixels", 0) >= 5, f"series not drawn on the canvas: {where}"
     assert not server.httpd.failures or all("/graphs/" in f for f in server.httpd.failures), (
-        f"local requests failed: {server.httpd.failures}")  # asv asks for absent env graphs: 404
+        f"local requests failed: {server.httpd.failures}"
+    )  # asv asks for absent env graphs: 404
     fetched = {r.split("?")[0] for r in server.httpd.requests}
     not_fetched = [p for p, _ in publish.ASSETS.values() if f"/{publish.SUBDIR}/{p}" not in fetched]
     assert not not_fetched, f"vendored files never requested from the local server: {not_fetched}"
@@ -268,7 +304,8 @@ def check_grid_drawn(html_dir: Path, tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- tests
 
 REMOTE_TAG = re.compile(
-    r"""<(?:script|link)\b[^>]*\s(?:src|href)\s*=\s*["']?(?:https?:)?//[^"'\s>]+""", re.I)
+    r"""<(?:script|link)\b[^>]*\s(?:src|href)\s*=\s*["']?(?:https?:)?//[^"'\s>]+""", re.I
+)
 
 
 def test_published_pages_reference_no_remote_scripts_or_styles(sites):
@@ -293,13 +330,15 @@ def test_vendored_files_match_asv_integrity_hashes(sites):
     referenced = set(publish.remote_assets(html))
     assert referenced == set(publish.ASSETS), (
         f"asv's template changed: vendor {sorted(referenced - set(publish.ASSETS))}, "
-        f"drop {sorted(set(publish.ASSETS) - referenced)}")
+        f"drop {sorted(set(publish.ASSETS) - referenced)}"
+    )
     for tag in re.findall(r"<(?:script|link)\b[^>]*>", html):
         url = re.search(r"""(?:src|href)="([^"]+)""", tag)
         integrity = re.search(r'integrity="([^"]+)"', tag)
         if url and integrity and publish.ASSETS.get(url.group(1), ("", False))[1]:
-            publish.check_integrity(publish.VENDOR_DIR / publish.ASSETS[url.group(1)][0],
-                                    integrity.group(1))
+            publish.check_integrity(
+                publish.VENDOR_DIR / publish.ASSETS[url.group(1)][0], integrity.group(1)
+            )
 
 
 @needs_chromium
@@ -343,7 +382,7 @@ def test_commit_links_do_not_break_the_site(sites, tmp_path):
     offline = sites[1]
     index = json.loads((offline / "index.json").read_text())
     assert index["show_commit_url"] == publish.NO_COMMIT_URL
-    commit = next(iter(index["revision_to_hash"].values()))[:index["hash_length"]]
+    commit = next(iter(index["revision_to_hash"].values()))[: index["hash_length"]]
     server = Served(offline)
     try:
         dom, probe = render(server.url + "index.html" + index["show_commit_url"] + commit, tmp_path)

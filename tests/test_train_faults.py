@@ -1,6 +1,7 @@
 """``lrbench train`` under faults: two runs on one folder, a full disk, a damaged metrics line,
 huge option values, damaged checkpoint contents, file modes, and sequence-parallel ranks whose
 checkpoints differ."""
+
 from __future__ import annotations
 
 import errno
@@ -22,8 +23,23 @@ from lrbench import train as train_module
 from lrbench.train import parser, train
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY = ["--model", "gilr", "--T", "8", "--p", "4", "--hidden", "4", "--layers", "1", "--batch", "2",
-        "--scan-backend", "torch-loop", "--quiet"]
+TINY = [
+    "--model",
+    "gilr",
+    "--T",
+    "8",
+    "--p",
+    "4",
+    "--hidden",
+    "4",
+    "--layers",
+    "1",
+    "--batch",
+    "2",
+    "--scan-backend",
+    "torch-loop",
+    "--quiet",
+]
 
 
 def _args(out, *extra):
@@ -39,17 +55,21 @@ def _steps(out: Path) -> list[int]:
 
 # --- one run per folder ---------------------------------------------------------------------------
 
+
 def test_a_second_run_on_a_busy_folder_fails_at_once_naming_it_and_the_holder(tmp_path, capsys):
     out = tmp_path / "run"
     train(_args(out, "--max-steps", "2"))
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     endless = ["--resume", "--max-steps", "100000000", "--checkpoint-every", "1000000"]
-    holder = subprocess.Popen([sys.executable, "-m", "lrbench", "train", *TINY, "--out", str(out),
-                               *endless], env=env, stderr=subprocess.PIPE)
+    holder = subprocess.Popen(
+        [sys.executable, "-m", "lrbench", "train", *TINY, "--out", str(out), *endless],
+        env=env,
+        stderr=subprocess.PIPE,
+    )
     try:
         lines = len(_steps(out))
         deadline = time.monotonic() + 120
-        while len((out / "metrics.jsonl").read_bytes().splitlines()) <= lines + 1:     # it trains
+        while len((out / "metrics.jsonl").read_bytes().splitlines()) <= lines + 1:  # it trains
             assert holder.poll() is None and time.monotonic() < deadline, holder.stderr.read()
             time.sleep(0.02)
         for again in (["--resume"], ["--overwrite"], []):
@@ -58,16 +78,18 @@ def test_a_second_run_on_a_busy_folder_fails_at_once_naming_it_and_the_holder(tm
             rc = cli.main(["train", *TINY, "--out", str(out), "--max-steps", "5", *again])
             err = capsys.readouterr().err
             assert rc == 1 and time.monotonic() - began < 10, (again, err)
-            assert err == (f"lrbench train: error: --out {out}: another lrbench train "
-                           f"(pid {holder.pid}) is running there; wait for it to end or use "
-                           f"another folder\n"), err
+            assert err == (
+                f"lrbench train: error: --out {out}: another lrbench train "
+                f"(pid {holder.pid}) is running there; wait for it to end or use "
+                f"another folder\n"
+            ), err
         assert holder.poll() is None and not (out / "overwritten-1").exists()
     finally:
         holder.kill()
         holder.wait()
         holder.stderr.close()
-    assert len(_steps(out)) > lines                    # only the holder wrote, and nothing was torn
-    train(_args(out, "--max-steps", "1", "--overwrite"))          # a killed holder leaves no lock
+    assert len(_steps(out)) > lines  # only the holder wrote, and nothing was torn
+    train(_args(out, "--max-steps", "1", "--overwrite"))  # a killed holder leaves no lock
     assert not (out / train_module.LOCK).exists()
 
 
@@ -81,14 +103,17 @@ def test_the_lock_is_released_and_removed_when_a_run_fails(tmp_path):
 
 # --- a full disk ----------------------------------------------------------------------------------
 
+
 def _metrics_fd(fd: int) -> bool:
     return os.readlink(f"/proc/self/fd/{fd}").endswith("metrics.jsonl")
 
 
 def test_short_writes_of_metrics_lines_are_completed(tmp_path, monkeypatch):
     real = os.write
+
     def write(fd, data):
-        return real(fd, bytes(data)[:7] if _metrics_fd(fd) else data)        # 7 bytes at most
+        return real(fd, bytes(data)[:7] if _metrics_fd(fd) else data)  # 7 bytes at most
+
     monkeypatch.setattr(os, "write", write)
     train(_args(tmp_path, "--max-steps", "4"))
     assert _steps(tmp_path) == [1, 2, 3, 4]
@@ -101,9 +126,10 @@ def test_a_full_disk_leaves_no_torn_line_and_names_the_file(tmp_path, monkeypatc
         if _metrics_fd(fd) and (calls or bytes(data).startswith(b'{"step": 3,')):
             calls.append(1)
             if len(calls) == 1:
-                return real(fd, bytes(data)[:10])           # a short write, then the disk is full
+                return real(fd, bytes(data)[:10])  # a short write, then the disk is full
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real(fd, data)
+
     monkeypatch.setattr(os, "write", write)
     with pytest.raises(OSError) as e:
         train(_args(tmp_path, "--max-steps", "6"))
@@ -115,6 +141,7 @@ def test_a_full_disk_leaves_no_torn_line_and_names_the_file(tmp_path, monkeypatc
 
 
 # --- a damaged metrics line -----------------------------------------------------------------------
+
 
 def test_resume_drops_a_metrics_line_that_is_not_utf8_with_a_warning(tmp_path, capsys):
     train(_args(tmp_path, "--max-steps", "6", "--checkpoint-every", "3"))
@@ -131,17 +158,27 @@ def test_resume_drops_a_metrics_line_that_is_not_utf8_with_a_warning(tmp_path, c
 
 # --- huge values ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("flag, value", [
-    ("--T", "100000000000000000000"), ("--seed", "100000000000000000000000"),
-    ("--forget-bias", "1e308"), ("--forget-bias", "-1e300"), ("--p", "10000000000000"),
-    ("--hidden", "10000000000000"), ("--layers", "100000000000"), ("--batch", "10000000000000"),
-    ("--qrnn-k", "100000000000000000000"),
-])
+
+@pytest.mark.parametrize(
+    "flag, value",
+    [
+        ("--T", "100000000000000000000"),
+        ("--seed", "100000000000000000000000"),
+        ("--forget-bias", "1e308"),
+        ("--forget-bias", "-1e300"),
+        ("--p", "10000000000000"),
+        ("--hidden", "10000000000000"),
+        ("--layers", "100000000000"),
+        ("--batch", "10000000000000"),
+        ("--qrnn-k", "100000000000000000000"),
+    ],
+)
 def test_huge_values_are_refused_by_the_parser_in_one_line(tmp_path, capsys, flag, value):
     try:
-        rc = cli.main(["train", *TINY, "--out", str(tmp_path / "out"), "--max-steps", "1",
-                       f"{flag}={value}"])
-    except SystemExit as e:                           # argparse's exit
+        rc = cli.main(
+            ["train", *TINY, "--out", str(tmp_path / "out"), "--max-steps", "1", f"{flag}={value}"]
+        )
+    except SystemExit as e:  # argparse's exit
         rc = e.code
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("usage: lrbench train"), err
@@ -156,6 +193,7 @@ def test_the_largest_seed_is_accepted(tmp_path):
 
 
 # --- damaged checkpoint contents ------------------------------------------------------------------
+
 
 def _rewrite(path: Path, **change):
     state = checkpoint.load(path)
@@ -178,6 +216,7 @@ def test_settings_of_the_wrong_type_are_a_damaged_checkpoint(tmp_path, capsys):
 
 
 # --- file modes -----------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def umask_022():
@@ -210,24 +249,63 @@ def test_atomic_writes_respect_the_umask(tmp_path):
 
 # --- sequence parallel: the ranks resume at the same step -----------------------------------------
 
-SP = ["--model", "gilr", "--T", "9", "--p", "4", "--hidden", "4", "--layers", "1", "--batch", "2",
-      "--scan-backend", "cpu-serial", "--dtype", "float64", "--quiet", "--checkpoint-every", "4"]
+SP = [
+    "--model",
+    "gilr",
+    "--T",
+    "9",
+    "--p",
+    "4",
+    "--hidden",
+    "4",
+    "--layers",
+    "1",
+    "--batch",
+    "2",
+    "--scan-backend",
+    "cpu-serial",
+    "--dtype",
+    "float64",
+    "--quiet",
+    "--checkpoint-every",
+    "4",
+]
 
 
 def _torchrun(out: Path, *extra) -> subprocess.CompletedProcess:
     from lrbench.distributed import free_port
+
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-                           "--master-port", str(free_port()), "-m", "lrbench", "train",
-                           "--sequence-parallel", *SP, "--out", str(out), *extra],
-                          env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node",
+            "2",
+            "--master-port",
+            str(free_port()),
+            "-m",
+            "lrbench",
+            "train",
+            "--sequence-parallel",
+            *SP,
+            "--out",
+            str(out),
+            *extra,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_sequence_parallel_ranks_resume_from_the_newest_step_they_all_hold(tmp_path):
     """Rank 1's newest checkpoint is damaged: every rank resumes from the previous step, trains
     the same steps on the same weights, and both ranks end with the same checkpoint."""
     out = tmp_path / "sp"
-    train(parser().parse_args([*SP, "--out", str(out), "--max-steps", "8"]))      # steps 4 and 8
+    train(parser().parse_args([*SP, "--out", str(out), "--max-steps", "8"]))  # steps 4 and 8
     (out / "rank1").mkdir()
     for name in ("metrics.jsonl", checkpoint.NAME, checkpoint.PREVIOUS):
         shutil.copy(out / name, out / "rank1" / name)
@@ -244,6 +322,7 @@ def test_sequence_parallel_ranks_resume_from_the_newest_step_they_all_hold(tmp_p
 
 def test_the_newest_common_step_of_the_ranks():
     from lrbench.distributed.training import newest_common_step
+
     assert newest_common_step([[8, 4], [4]]) == 4
     assert newest_common_step([[8, 4], [8, 4], [12, 8]]) == 8
     assert newest_common_step([[8, 4], []]) is None
@@ -252,17 +331,25 @@ def test_the_newest_common_step_of_the_ranks():
 
 def test_ranks_without_a_common_step_all_fail_saying_what_each_holds(monkeypatch):
     from lrbench.distributed import training
+
     seqpar = training.SequenceParallel.__new__(training.SequenceParallel)
     seqpar.world = 3
-    held = [([8, 4], []), ([8], ["r1/checkpoint.prev.pt: missing"]), ([], ["r2: empty", "r2p: missing"])]
+    held = [
+        ([8, 4], []),
+        ([8], ["r1/checkpoint.prev.pt: missing"]),
+        ([], ["r2: empty", "r2p: missing"]),
+    ]
 
     def all_gather_object(into, mine):
         into[:] = held
+
     monkeypatch.setattr(training.dist, "all_gather_object", all_gather_object)
     with pytest.raises(Failure) as e:
         seqpar.common_step([8, 4], [])
-    assert str(e.value) == ("--resume: no checkpoint step that every rank can load (rank 0: steps 8, 4; "
-                            "rank 1: step 8 (r1/checkpoint.prev.pt: missing); "
-                            "rank 2: none (r2: empty; r2p: missing))")
+    assert str(e.value) == (
+        "--resume: no checkpoint step that every rank can load (rank 0: steps 8, 4; "
+        "rank 1: step 8 (r1/checkpoint.prev.pt: missing); "
+        "rank 2: none (r2: empty; r2p: missing))"
+    )
     held[1:] = [([8, 4], []), ([4], ["r2: empty"])]
     assert seqpar.common_step([8, 4], []) == 4

@@ -1,4 +1,5 @@
 """triton-scan against the float64 reference in Triton's interpreter (CPU), forward and backward."""
+
 from __future__ import annotations
 
 import pytest
@@ -8,17 +9,21 @@ import lrbench
 from conftest import assert_close, make_inputs, run, tolerance
 from lrbench.scan import triton_scan
 
-pytestmark = pytest.mark.skipif(not triton_scan.INTERPRET or triton_scan.UNAVAILABLE is not None,
-                                reason="runs in Triton's interpreter (TRITON_INTERPRET=1, no GPU); "
-                                       "the GPU tests cover the compiled kernel")
+pytestmark = pytest.mark.skipif(
+    not triton_scan.INTERPRET or triton_scan.UNAVAILABLE is not None,
+    reason="runs in Triton's interpreter (TRITON_INTERPRET=1, no GPU); "
+    "the GPU tests cover the compiled kernel",
+)
 
 
 @pytest.mark.parametrize("T", [1, 2, 15, 16, 17, 31, 33, 100])
 @pytest.mark.parametrize("N", [1, 3, 16, 17, 40])
-@pytest.mark.parametrize("use_h0,reverse", [(True, False), (False, True), (True, True), (False, False)])
+@pytest.mark.parametrize(
+    "use_h0,reverse", [(True, False), (False, True), (True, True), (False, False)]
+)
 def test_forward_backward_vs_reference(T, N, use_h0, reverse, poisoned):
     a, x, h0 = make_inputs(T, N, torch.float32, "sigmoid", seed=T * 31 + N, h0=use_h0)
-    leaf = (lambda t, dt: None if t is None else t.detach().to(dt).clone().requires_grad_())
+    leaf = lambda t, dt: None if t is None else t.detach().to(dt).clone().requires_grad_()
     a64, x64, h064 = leaf(a, torch.float64), leaf(x, torch.float64), leaf(h0, torch.float64)
     ref = run("reference", a64, x64, h064, reverse=reverse)
     gh = torch.randn(ref.shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64)

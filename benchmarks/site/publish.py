@@ -44,26 +44,43 @@ SUBDIR = "vendor"  # where the vendored files go inside html_dir
 # exact=True: the vendored file is byte-identical to what the CDN serves (asv's SRI hash
 # matches it, and is re-checked below).  exact=False: a stand-in; see vendor/README.md.
 ASSETS: dict[str, tuple[str, bool]] = {
-    "https://code.jquery.com/jquery-3.3.1.min.js":
-        ("jquery-3.3.1/dist/jquery.min.js", True),
-    "https://cdnjs.cloudflare.com/ajax/libs/flot/0.8.3/jquery.flot.min.js":
-        ("flot-0.8.3/jquery.flot.js", False),
-    "https://cdnjs.cloudflare.com/ajax/libs/flot/0.8.3/jquery.flot.time.min.js":
-        ("flot-0.8.3/jquery.flot.time.js", False),
-    "https://cdnjs.cloudflare.com/ajax/libs/flot/0.8.3/jquery.flot.selection.min.js":
-        ("flot-0.8.3/jquery.flot.selection.js", False),
-    "https://cdnjs.cloudflare.com/ajax/libs/flot/0.8.3/jquery.flot.categories.min.js":
-        ("flot-0.8.3/jquery.flot.categories.js", False),
-    "https://cdn.jsdelivr.net/npm/flot-orderbars@1.0.0/js/jquery.flot.orderBars.js":
-        ("flot-orderbars-1.0.0/js/jquery.flot.orderBars.js", True),
-    "https://cdnjs.cloudflare.com/ajax/libs/stupidtable/1.0.1/stupidtable.min.js":
-        ("stupid-table-plugin-1.1.3/stupidtable.min.js", False),
-    "https://cdnjs.cloudflare.com/ajax/libs/blueimp-md5/2.19.0/js/md5.min.js":
-        ("blueimp-md5-2.19.0/js/md5.min.js", True),
-    "https://cdn.jsdelivr.net/npm/bootstrap@3.1.1/dist/js/bootstrap.min.js":
-        ("bootstrap-3.1.1/dist/js/bootstrap.min.js", True),
-    "https://cdn.jsdelivr.net/npm/bootstrap@3.1.1/dist/css/bootstrap.min.css":
-        ("bootstrap-3.1.1/dist/css/bootstrap.min.css", True),
+    "https://code.jquery.com/jquery-3.3.1.min.js": ("jquery-3.3.1/dist/jquery.min.js", True),
+    "https://cdnjs.cloudflare.com/ajax/libs/flot/0.8.3/jquery.flot.min.js": (
+        "flot-0.8.3/jquery.flot.js",
+        False,
+    ),
+    "https://cdnjs.cloudflare.com/ajax/libs/flot/0.8.3/jquery.flot.time.min.js": (
+        "flot-0.8.3/jquery.flot.time.js",
+        False,
+    ),
+    "https://cdnjs.cloudflare.com/ajax/libs/flot/0.8.3/jquery.flot.selection.min.js": (
+        "flot-0.8.3/jquery.flot.selection.js",
+        False,
+    ),
+    "https://cdnjs.cloudflare.com/ajax/libs/flot/0.8.3/jquery.flot.categories.min.js": (
+        "flot-0.8.3/jquery.flot.categories.js",
+        False,
+    ),
+    "https://cdn.jsdelivr.net/npm/flot-orderbars@1.0.0/js/jquery.flot.orderBars.js": (
+        "flot-orderbars-1.0.0/js/jquery.flot.orderBars.js",
+        True,
+    ),
+    "https://cdnjs.cloudflare.com/ajax/libs/stupidtable/1.0.1/stupidtable.min.js": (
+        "stupid-table-plugin-1.1.3/stupidtable.min.js",
+        False,
+    ),
+    "https://cdnjs.cloudflare.com/ajax/libs/blueimp-md5/2.19.0/js/md5.min.js": (
+        "blueimp-md5-2.19.0/js/md5.min.js",
+        True,
+    ),
+    "https://cdn.jsdelivr.net/npm/bootstrap@3.1.1/dist/js/bootstrap.min.js": (
+        "bootstrap-3.1.1/dist/js/bootstrap.min.js",
+        True,
+    ),
+    "https://cdn.jsdelivr.net/npm/bootstrap@3.1.1/dist/css/bootstrap.min.css": (
+        "bootstrap-3.1.1/dist/css/bootstrap.min.css",
+        True,
+    ),
 }
 
 # asv.conf.json sets no show_commit_url (there is no public repository to link to), so asv
@@ -110,8 +127,10 @@ def check_integrity(path: Path, integrity: str) -> None:
             got = base64.b64encode(hashlib.new(algo, data).digest()).decode()
             if got == digest:
                 return
-    raise SiteError(f"{path} does not match its CDN integrity hash {integrity!r}; "
-                    f"re-vendor it (benchmarks/site/vendor/README.md)")
+    raise SiteError(
+        f"{path} does not match its CDN integrity hash {integrity!r}; "
+        f"re-vendor it (benchmarks/site/vendor/README.md)"
+    )
 
 
 def remote_assets(html: str) -> list[str]:
@@ -126,8 +145,12 @@ def remote_assets(html: str) -> list[str]:
     return out
 
 
-def rewrite_html(html: str, prefix: str, assets: dict[str, tuple[str, bool]] = ASSETS,
-                 vendor_dir: Path = VENDOR_DIR) -> str:
+def rewrite_html(
+    html: str,
+    prefix: str,
+    assets: dict[str, tuple[str, bool]] = ASSETS,
+    vendor_dir: Path = VENDOR_DIR,
+) -> str:
     """Point every known CDN <script>/<link> at ``prefix + vendored path``."""
 
     def sub(m: re.Match) -> str:
@@ -147,8 +170,9 @@ def rewrite_html(html: str, prefix: str, assets: dict[str, tuple[str, bool]] = A
     return _TAG.sub(sub, html)
 
 
-def vendor_site(html_dir: Path, vendor_dir: Path = VENDOR_DIR,
-                assets: dict[str, tuple[str, bool]] = ASSETS) -> list[Path]:
+def vendor_site(
+    html_dir: Path, vendor_dir: Path = VENDOR_DIR, assets: dict[str, tuple[str, bool]] = ASSETS
+) -> list[Path]:
     """Copy the vendored files into ``html_dir/vendor`` and rewrite its .html files.
 
     Returns the rewritten files.  Raises SiteError if any page still loads a remote
@@ -180,9 +204,10 @@ def vendor_site(html_dir: Path, vendor_dir: Path = VENDOR_DIR,
             changed.append(page)
         leftovers += [f"{page.relative_to(html_dir)}: {u}" for u in remote_assets(new)]
     if leftovers:
-        raise SiteError("published pages still load files from other hosts (vendor them and "
-                        "add them to ASSETS in benchmarks/site/publish.py):\n  "
-                        + "\n  ".join(leftovers))
+        raise SiteError(
+            "published pages still load files from other hosts (vendor them and "
+            "add them to ASSETS in benchmarks/site/publish.py):\n  " + "\n  ".join(leftovers)
+        )
     return changed
 
 
@@ -206,19 +231,36 @@ def default_html_dir(config: Path) -> Path:
 
 
 def asv_publish(config: Path, html_dir: Path) -> None:
-    cmd = [sys.executable, "-m", "asv", "publish", "--no-pull",
-           "--config", str(config), "--html-dir", str(html_dir)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "asv",
+        "publish",
+        "--no-pull",
+        "--config",
+        str(config),
+        "--html-dir",
+        str(html_dir),
+    ]
     subprocess.run(cmd, check=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--config", type=Path, default=REPO / "asv.conf.json",
-                    help="asv config (default: the repository's asv.conf.json)")
-    ap.add_argument("--html-dir", type=Path,
-                    help="where to publish (default: html_dir from the config)")
-    ap.add_argument("--no-asv", action="store_true",
-                    help="do not run asv publish; only vendor/rewrite an existing html dir")
+    ap.add_argument(
+        "--config",
+        type=Path,
+        default=REPO / "asv.conf.json",
+        help="asv config (default: the repository's asv.conf.json)",
+    )
+    ap.add_argument(
+        "--html-dir", type=Path, help="where to publish (default: html_dir from the config)"
+    )
+    ap.add_argument(
+        "--no-asv",
+        action="store_true",
+        help="do not run asv publish; only vendor/rewrite an existing html dir",
+    )
     args = ap.parse_args(argv)
     config = args.config.resolve()
     html_dir = args.html_dir.resolve() if args.html_dir else default_html_dir(config)
@@ -231,8 +273,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"publish.py: {exc}", file=sys.stderr)
         return 1
     print(f"publish.py: {len(changed)} page(s) rewritten to load {SUBDIR}/ from {html_dir}")
-    print(f"publish.py: view it with `python3 -m http.server -d {html_dir}` and "
-          f"http://localhost:8000/ (or `asv preview`; not file://, which can't load asv's JSON)")
+    print(
+        f"publish.py: view it with `python3 -m http.server -d {html_dir}` and "
+        f"http://localhost:8000/ (or `asv preview`; not file://, which can't load asv's JSON)"
+    )
     return 0
 
 

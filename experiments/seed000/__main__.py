@@ -1,4 +1,5 @@
 """``python -m experiments.seed000 ...``: the same as ``lrbench seed000 ...`` from a checkout."""
+
 import sys
 
 from lrbench.cli import main

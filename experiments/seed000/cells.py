@@ -1,5 +1,6 @@
 """Non-linear cells h' = f(h, x), time-parallel: each evaluates every step given its previous state
 and returns the diagonal of ∂f/∂h, which quasi-DEER needs (an elementwise linear recurrence)."""
+
 from __future__ import annotations
 
 import torch
@@ -42,7 +43,7 @@ class GRUCell(nn.Module):
 
     def step_and_diag(self, h, x):
         r, z, nn_, hn = self._parts(h, x)
-        w = torch.diagonal(self.hh.weight.view(3, self.n, self.n), dim1=1, dim2=2)   # (3, n)
+        w = torch.diagonal(self.hh.weight.view(3, self.n, self.n), dim1=1, dim2=2)  # (3, n)
         dr, dz = r * (1 - r) * w[0], z * (1 - z) * w[1]
         dn = (1 - nn_ * nn_) * (dr * hn + r * w[2])
         return (1 - z) * nn_ + z * h, (h - nn_) * dz + (1 - z) * dn + z

@@ -6,6 +6,7 @@ elementwise linear recurrence, ``lrbench.linear_recurrence``:
 
 Each iteration fixes at least one more step, so T iterations are exact (the Jacobi bound).
 """
+
 from __future__ import annotations
 
 import torch
@@ -13,8 +14,16 @@ import torch
 from lrbench import linear_recurrence
 
 
-def quasi_deer(cell, x, h0, *, tol: float = 1e-7, max_iters: int | None = None, init=None,
-               backend: str = "auto"):
+def quasi_deer(
+    cell,
+    x,
+    h0,
+    *,
+    tol: float = 1e-7,
+    max_iters: int | None = None,
+    init=None,
+    backend: str = "auto",
+):
     """States (T, B, n) of ``cell`` over ``x`` (T, B, m) from ``h0`` (B, n), and the iterations used.
 
     ``init`` is a starting guess (T, B, n) (zeros by default): a warm start such as a state table.
@@ -22,8 +31,14 @@ def quasi_deer(cell, x, h0, *, tol: float = 1e-7, max_iters: int | None = None, 
     """
     T = x.shape[0]
     if h0.shape != x.shape[1:-1] + (h0.shape[-1],):
-        raise ValueError(f"argument 'h0' must be (B, n) matching x {tuple(x.shape)}; got {tuple(h0.shape)}")
-    h = torch.zeros(x.shape[:-1] + (h0.shape[-1],), dtype=h0.dtype, device=h0.device) if init is None else init
+        raise ValueError(
+            f"argument 'h0' must be (B, n) matching x {tuple(x.shape)}; got {tuple(h0.shape)}"
+        )
+    h = (
+        torch.zeros(x.shape[:-1] + (h0.shape[-1],), dtype=h0.dtype, device=h0.device)
+        if init is None
+        else init
+    )
     iters = 0
     for iters in range(1, (max_iters or T) + 1):
         prev = torch.cat([h0[None], h[:-1]])
@@ -41,8 +56,9 @@ def _reverse_recurrence(d, c, backend):
     return linear_recurrence(d.flip(0), c.flip(0), dim=0, backend=backend).flip(0)
 
 
-def quasi_deer_adjoint(out, prev, d, g, *, tol: float = 1e-7, max_iters: int | None = None,
-                       backend: str = "auto"):
+def quasi_deer_adjoint(
+    out, prev, d, g, *, tol: float = 1e-7, max_iters: int | None = None, backend: str = "auto"
+):
     """The adjoint of the roll-out, λ_t = dL/dh_t = g_t + J_{t+1}ᵀ λ_{t+1}, and the iterations used.
 
     ``out = f(prev, x)`` is the cell applied to every step at once with ``prev`` (T, B, n) a leaf
@@ -52,11 +68,11 @@ def quasi_deer_adjoint(out, prev, d, g, *, tol: float = 1e-7, max_iters: int | N
     is exact after at most T iterations, from the last step back.
     """
     T = g.shape[0]
-    shift = lambda v: torch.cat([v[1:], torch.zeros_like(v[:1])])     # row t <- row t+1
-    d_next = shift(d)                                                 # diag J_{t+1}
+    shift = lambda v: torch.cat([v[1:], torch.zeros_like(v[:1])])  # row t <- row t+1
+    d_next = shift(d)  # diag J_{t+1}
     lam, iters = g, 0
     for iters in range(1, (max_iters or T) + 1):
-        vjp = torch.autograd.grad(out, prev, lam, retain_graph=True)[0]      # J_tᵀ λ_t at row t
+        vjp = torch.autograd.grad(out, prev, lam, retain_graph=True)[0]  # J_tᵀ λ_t at row t
         new = _reverse_recurrence(d_next, g + shift(vjp) - d_next * shift(lam), backend)
         moved = (new - lam).abs().max().item()
         lam = new

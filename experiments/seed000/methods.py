@@ -10,6 +10,7 @@ Names: ``table-K<k>`` (whole-sequence batches, table frozen for k steps), ``tabl
 quasi-DEER sweep before each step), ``deer`` (states and adjoint by quasi-DEER: the exact gradient,
 parallel in time), ``bptt``, ``tbptt`` (window N/2) and ``tbptt-w<k>`` (window k).
 """
+
 from __future__ import annotations
 
 import torch
@@ -20,13 +21,13 @@ from .cells import roll_out
 from .deer import deer_backward, quasi_deer
 from .table import FrozenTableOptimizer, TableModel
 
-TRANSITIONS = 4096          # per step, for random-transition batches
-DEER_TOL = 1e-5             # fp32 fixed-point tolerance of the forward and adjoint solves
-CONVERGE = -1               # the hybrid's ``sweeps`` for "sweep until the table is the roll-out"
+TRANSITIONS = 4096  # per step, for random-transition batches
+DEER_TOL = 1e-5  # fp32 fixed-point tolerance of the forward and adjoint solves
+CONVERGE = -1  # the hybrid's ``sweeps`` for "sweep until the table is the roll-out"
 
 
 def _x_time_major(x):
-    return x.transpose(0, 1)                                  # (M, N, p) -> (N, M, p)
+    return x.transpose(0, 1)  # (M, N, p) -> (N, M, p)
 
 
 class Method:
@@ -35,9 +36,12 @@ class Method:
     returns a new batch ``(x, y)`` every step instead (the fixed set then only serves ``states``).
     ``loss(output, y, reduction=...)`` and ``out`` (the readout's width) come from the task;
     ``seed`` seeds the batches."""
+
     epochs_per_step = 1.0
 
-    def __init__(self, cell, n, x, y, lr, *, loss=F.cross_entropy, out=2, batch=None, fresh=None, seed=0):
+    def __init__(
+        self, cell, n, x, y, lr, *, loss=F.cross_entropy, out=2, batch=None, fresh=None, seed=0
+    ):
         self.cell, self.x, self.y, self.n, self.loss, self.out = cell, x, y, n, loss, out
         self.batch = len(x) if batch is None else min(batch, len(x))
         self.fresh, self.seed, self.draws = fresh, seed, 0
@@ -52,7 +56,7 @@ class Method:
             return (None, *self.fresh(1_000_003 * self.seed + self.draws))
         if self.batch == len(self.x):
             return torch.arange(len(self.x)), self.x, self.y
-        ids = torch.randperm(len(self.x), generator=self.gen)[:self.batch]
+        ids = torch.randperm(len(self.x), generator=self.gen)[: self.batch]
         return ids, self.x[ids], self.y[ids]
 
     def logits(self, x):
@@ -60,7 +64,9 @@ class Method:
 
     def states(self):
         with torch.no_grad():
-            return roll_out(self.cell, _x_time_major(self.x), self.x.new_zeros(len(self.x), self.n)).transpose(0, 1)
+            return roll_out(
+                self.cell, _x_time_major(self.x), self.x.new_zeros(len(self.x), self.n)
+            ).transpose(0, 1)
 
     def extras(self) -> dict:
         return {}
@@ -70,14 +76,21 @@ class Table(Method):
     """``sweeps``: quasi-DEER sweeps of the step's table rows before each step (0: the seed's
     method; ``CONVERGE``: until no state moves by more than ``DEER_TOL``)."""
 
-    def __init__(self, cell, n, x, y, lr, *, freeze=1, mu=1.0, random_transitions=False, sweeps=0, **kw):
+    def __init__(
+        self, cell, n, x, y, lr, *, freeze=1, mu=1.0, random_transitions=False, sweeps=0, **kw
+    ):
         super().__init__(cell, n, x, y, lr, **kw)
         if self.fresh is not None:
             raise ValueError("argument 'fresh': a state table needs a fixed training set")
         M, N = x.shape[:2]
         self.model = TableModel(cell, n, M, N, classes=self.out, loss=self.loss)
         self.opt = FrozenTableOptimizer(self.model, lr, freeze=freeze)
-        self.mu, self.random, self.sweeps, self.ids = mu, random_transitions, sweeps, torch.arange(M)
+        self.mu, self.random, self.sweeps, self.ids = (
+            mu,
+            random_transitions,
+            sweeps,
+            torch.arange(M),
+        )
         self.sweep_iters = []
         if random_transitions:
             self.epochs_per_step = TRANSITIONS / (M * N)
@@ -85,11 +98,16 @@ class Table(Method):
     def step(self):
         m = self.model
         ids, x, y = self.next_batch()
-        if self.sweeps:                                       # hybrid: quasi-DEER sweeps, warm-started
+        if self.sweeps:  # hybrid: quasi-DEER sweeps, warm-started
             with torch.no_grad():
-                h, iters = quasi_deer(m.cell, _x_time_major(x), m.h0.expand(len(ids), -1),
-                                      init=m.table[ids].transpose(0, 1), tol=DEER_TOL,
-                                      max_iters=None if self.sweeps == CONVERGE else self.sweeps)
+                h, iters = quasi_deer(
+                    m.cell,
+                    _x_time_major(x),
+                    m.h0.expand(len(ids), -1),
+                    init=m.table[ids].transpose(0, 1),
+                    tol=DEER_TOL,
+                    max_iters=None if self.sweeps == CONVERGE else self.sweeps,
+                )
                 m.table[ids] = h.transpose(0, 1)
             self.sweep_iters.append(iters)
         if self.random:
@@ -108,8 +126,10 @@ class Table(Method):
         return self.model.table.detach()
 
     def extras(self):
-        out = dict(max_residual=self.model.max_residual(self.x), table_bytes=self.model.table.numel() * 4)
-        if self.out > 1:                                      # a classifier: its accuracy by table lookup
+        out = dict(
+            max_residual=self.model.max_residual(self.x), table_bytes=self.model.table.numel() * 4
+        )
+        if self.out > 1:  # a classifier: its accuracy by table lookup
             with torch.no_grad():
                 lookup = self.model.losses(self.ids, self.x, self.y, self.mu)[2]
             out["train_lookup_acc"] = (lookup.argmax(-1) == self.y).float().mean().item()
@@ -152,8 +172,13 @@ class Deer(RollOut):
         self.opt.zero_grad(set_to_none=True)
         _, x, y = self.next_batch()
         xt = _x_time_major(x)
-        _, fwd, bwd = deer_backward(self.cell, lambda h: self.loss(self.readout(h), y), xt,
-                                    xt.new_zeros(xt.shape[1], self.n), tol=DEER_TOL)
+        _, fwd, bwd = deer_backward(
+            self.cell,
+            lambda h: self.loss(self.readout(h), y),
+            xt,
+            xt.new_zeros(xt.shape[1], self.n),
+            tol=DEER_TOL,
+        )
         self.iters.append(fwd + bwd)
         self.opt.step()
 
@@ -167,10 +192,19 @@ def make(method: str, cell, n, x, y, lr, mu=1.0, *, sweeps=1, freeze=1, **kw) ->
     ``Method`` (batch, fresh sequences, the task's loss and readout width, seed)."""
     N = x.shape[1]
     if method.startswith("table-rand-K"):
-        return Table(cell, n, x, y, lr, freeze=int(method[len("table-rand-K"):]), mu=mu, random_transitions=True,
-                     **kw)
+        return Table(
+            cell,
+            n,
+            x,
+            y,
+            lr,
+            freeze=int(method[len("table-rand-K") :]),
+            mu=mu,
+            random_transitions=True,
+            **kw,
+        )
     if method.startswith("table-K"):
-        return Table(cell, n, x, y, lr, freeze=int(method[len("table-K"):]), mu=mu, **kw)
+        return Table(cell, n, x, y, lr, freeze=int(method[len("table-K") :]), mu=mu, **kw)
     if method == "hybrid":
         return Table(cell, n, x, y, lr, mu=mu, sweeps=sweeps, freeze=freeze, **kw)
     if method == "deer":
@@ -180,6 +214,8 @@ def make(method: str, cell, n, x, y, lr, mu=1.0, *, sweeps=1, freeze=1, **kw) ->
     if method == "tbptt":
         return RollOut(cell, n, x, y, lr, window=max(N // 2, 1), **kw)
     if method.startswith("tbptt-w"):
-        return RollOut(cell, n, x, y, lr, window=int(method[len("tbptt-w"):]), **kw)
-    raise ValueError(f"argument 'method' must be table-K<k>, table-rand-K<k>, hybrid, deer, bptt, tbptt "
-                     f"or tbptt-w<k>; got {method!r}")
+        return RollOut(cell, n, x, y, lr, window=int(method[len("tbptt-w") :]), **kw)
+    raise ValueError(
+        f"argument 'method' must be table-K<k>, table-rand-K<k>, hybrid, deer, bptt, tbptt "
+        f"or tbptt-w<k>; got {method!r}"
+    )

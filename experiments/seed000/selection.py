@@ -1,11 +1,14 @@
 """How round two's runs are counted and chosen: sequential depth per step, and the learning rate a
 recipe keeps. Shared by the runner (``round2``) and its report (``round2_report``)."""
+
 from __future__ import annotations
 
 import pandas as pd
 
 
-def depth_per_step(method: str, N: int, sweeps_per_step: float = 0.0, deer_iters: float = 0.0) -> float:
+def depth_per_step(
+    method: str, N: int, sweeps_per_step: float = 0.0, deer_iters: float = 0.0
+) -> float:
     """Sequential cell evaluations per optimiser step, forward and backward: 2N for BPTT; for
     DEER its measured forward plus adjoint iterations (each one parallel evaluation and a scan);
     for the hybrid its sweeps (each the same) plus the table's one parallel step forward and back."""
@@ -23,6 +26,12 @@ def choose_lr(rows: pd.DataFrame, seeds) -> float | None:
     if rows.empty:
         return None
     solved = rows.solved.astype(bool)
-    rank = lambda lr: (-solved[rows.lr == lr].sum(), rows[solved & (rows.lr == lr)].steps.median()
-                       if (solved & (rows.lr == lr)).any() else float("inf"), -rows[rows.lr == lr].val_acc.mean(), lr)
+    rank = lambda lr: (
+        -solved[rows.lr == lr].sum(),
+        rows[solved & (rows.lr == lr)].steps.median()
+        if (solved & (rows.lr == lr)).any()
+        else float("inf"),
+        -rows[rows.lr == lr].val_acc.mean(),
+        lr,
+    )
     return float(min(sorted(set(rows.lr)), key=rank))

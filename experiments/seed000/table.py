@@ -11,6 +11,7 @@ optimiser steps while its gradients accumulate, and the accumulated (averaged) g
 at each refresh, like a DQN target network. Held-out sequences are scored only by sequential
 roll-out from h0 (``roll_out_logits``), never by table lookup.
 """
+
 from __future__ import annotations
 
 import torch
@@ -21,8 +22,16 @@ from .cells import roll_out
 
 
 class TableModel(nn.Module):
-    def __init__(self, cell: nn.Module, n: int, M: int, T: int, classes: int = 2, init_scale: float = 0.1,
-                 loss=F.cross_entropy):
+    def __init__(
+        self,
+        cell: nn.Module,
+        n: int,
+        M: int,
+        T: int,
+        classes: int = 2,
+        init_scale: float = 0.1,
+        loss=F.cross_entropy,
+    ):
         """``classes`` is the readout's width and ``loss(output, y, reduction=...)`` its loss (the
         cross-entropy of ``classes`` classes by default)."""
         super().__init__()
@@ -37,7 +46,7 @@ class TableModel(nn.Module):
 
     def losses(self, ids, x, y, mu: float):
         """(output loss, consistency loss, table-lookup logits) on whole sequences ``ids``."""
-        out = self.cell(self.previous(ids), x[ids])                      # f(E[t-1], x[t]) for all t
+        out = self.cell(self.previous(ids), x[ids])  # f(E[t-1], x[t]) for all t
         consistency = (out - self.table[ids]).square().sum(-1).mean()
         logits = self.readout(out[:, -1])
         return self.loss(logits, y[ids]), mu * consistency, logits
@@ -50,8 +59,11 @@ class TableModel(nn.Module):
         out = self.cell(prev, x[ids, ts])
         consistency = (out - self.table[ids, ts]).square().sum(-1).mean()
         last = ts == T - 1
-        ce = (self.loss(self.readout(out[last]), y[ids[last]], reduction="sum") / len(ids)
-              if last.any() else out.sum() * 0)
+        ce = (
+            self.loss(self.readout(out[last]), y[ids[last]], reduction="sum") / len(ids)
+            if last.any()
+            else out.sum() * 0
+        )
         return ce, mu * consistency
 
     @torch.no_grad()
@@ -64,13 +76,18 @@ class TableModel(nn.Module):
         """(largest, mean) |table - roll-out| over the training sequences ``x`` (M, T, p): how far
         the states the table holds are from the trajectory the cell actually follows."""
         ids = torch.arange(self.table.shape[0])
-        gap = (self.table - roll_out(self.cell, x.transpose(0, 1), self.h0.expand(len(ids), -1)).transpose(0, 1)).abs()
+        gap = (
+            self.table
+            - roll_out(self.cell, x.transpose(0, 1), self.h0.expand(len(ids), -1)).transpose(0, 1)
+        ).abs()
         return gap.max().item(), gap.mean().item()
 
     @torch.no_grad()
     def roll_out_logits(self, x) -> torch.Tensor:
         """Sequential evaluation from h0: x (B, T, p) -> logits (B, classes)."""
-        return self.readout(roll_out(self.cell, x.transpose(0, 1), self.h0.expand(x.shape[0], -1))[-1])
+        return self.readout(
+            roll_out(self.cell, x.transpose(0, 1), self.h0.expand(x.shape[0], -1))[-1]
+        )
 
 
 class FrozenTableOptimizer:
@@ -94,7 +111,7 @@ class FrozenTableOptimizer:
             if held is not None:
                 held.div_(self.freeze)
         else:
-            table.grad = None                 # Adam skips it this step; the sum is kept
+            table.grad = None  # Adam skips it this step; the sum is kept
         self.opt.step()
         for p in self.opt.param_groups[0]["params"]:
             p.grad = None

@@ -7,6 +7,7 @@ tenth of the sequence, the other in its second half, and the target is the sum o
 values (one output, squared error). A prediction is correct within ``ADDING_TOLERANCE`` (their
 criterion, 0.04); a constant guess of 1 is correct on about 6 % of sequences.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -47,11 +48,11 @@ def data_adding(M: int, N: int, seed: int):
 @dataclass(frozen=True)
 class Task:
     name: str
-    m: int                                                    # input width
-    out: int                                                  # readout width
-    sample: Callable                                          # (M, N, seed) -> (x (M, N, m), y (M,))
-    loss: Callable                                            # (readout output, y, reduction) -> loss
-    correct: Callable                                         # (readout output, y) -> bool (B,)
+    m: int  # input width
+    out: int  # readout width
+    sample: Callable  # (M, N, seed) -> (x (M, N, m), y (M,))
+    loss: Callable  # (readout output, y, reduction) -> loss
+    correct: Callable  # (readout output, y) -> bool (B,)
 
 
 def _mse(out, y, reduction="mean"):
@@ -60,9 +61,21 @@ def _mse(out, y, reduction="mean"):
 
 def make(name: str, p: int = 8) -> Task:
     if name == "2b":
-        return Task("2b", p, 2, lambda M, N, seed: data_2b(M, N, p, seed), F.cross_entropy,
-                    lambda out, y: out.argmax(-1) == y)
+        return Task(
+            "2b",
+            p,
+            2,
+            lambda M, N, seed: data_2b(M, N, p, seed),
+            F.cross_entropy,
+            lambda out, y: out.argmax(-1) == y,
+        )
     if name == "adding":
-        return Task("adding", 2, 1, data_adding, _mse,
-                    lambda out, y: (out[:, 0] - y).abs() < ADDING_TOLERANCE)
+        return Task(
+            "adding",
+            2,
+            1,
+            data_adding,
+            _mse,
+            lambda out, y: (out[:, 0] - y).abs() < ADDING_TOLERANCE,
+        )
     raise ValueError(f"argument 'task' must be 2b or adding; got {name!r}")

@@ -8,6 +8,7 @@ A bad call on any rank is the same one-line error on every rank, raised before a
 every collective waits at most ``lrbench.distributed.scan.TIMEOUT_S`` seconds (None, the default:
 the process group's own timeout).
 """
+
 import socket
 
 from .scan import Traffic, linear_recurrence, linear_recurrence_with_start, traffic

@@ -50,6 +50,7 @@ other exception is a RuntimeError naming its type). A mismatch between ranks is 
 rank too, never a hang or a crash in the transport. Every collective waits at most ``TIMEOUT_S``
 seconds (None: the process group's timeout), then raises naming the exchange it waited in.
 """
+
 from __future__ import annotations
 
 import functools
@@ -68,10 +69,17 @@ from .. import linear_recurrence as local_recurrence
 from ..checks import check_backend, check_inputs
 
 # header dtype codes (an index; unknown dtypes get len(DTYPES))
-DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.complex64, torch.complex128)
+DTYPES = (
+    torch.float16,
+    torch.bfloat16,
+    torch.float32,
+    torch.float64,
+    torch.complex64,
+    torch.complex128,
+)
 HALF = (torch.float16, torch.bfloat16)
-VERDICT, HAS_H0, GRAD, DTYPE, T_, N_, LAYOUT, FLAGS = range(8)      # header fields
-FIRST, BACKWARD = 1, 2          # FLAGS bits: a row for Z; a row for the backward's gate product
+VERDICT, HAS_H0, GRAD, DTYPE, T_, N_, LAYOUT, FLAGS = range(8)  # header fields
+FIRST, BACKWARD = 1, 2  # FLAGS bits: a row for Z; a row for the backward's gate product
 KINDS = {"TypeError": TypeError, "ValueError": ValueError, "RuntimeError": RuntimeError}
 TIMEOUT_S: float | None = None  # the most one collective waits; None: the process group's timeout
 
@@ -80,6 +88,7 @@ TIMEOUT_S: float | None = None  # the most one collective waits; None: the proce
 class Traffic:
     """What this process's collectives moved: calls, and payload bytes received from other ranks
     (an all-gather of s bytes per rank brings (P-1)·s to each). Transport framing not included."""
+
     collectives: int = 0
     bytes_received: int = 0
 
@@ -110,20 +119,26 @@ def _wait(work, group, world: int, what: str) -> None:
         why = " ".join(str(e).split())
     if why:
         rank = dist.get_rank(group)
-        raise RuntimeError(f"rank {rank} of {world}: no answer from the other ranks in the "
-                           f"exchange of {what} (waited at most {limit}): {why}; a rank failed "
-                           f"outside lrbench.distributed or stopped calling it, and the process "
-                           f"group may be unusable now")
+        raise RuntimeError(
+            f"rank {rank} of {world}: no answer from the other ranks in the "
+            f"exchange of {what} (waited at most {limit}): {why}; a rank failed "
+            f"outside lrbench.distributed or stopped calling it, and the process "
+            f"group may be unusable now"
+        )
 
 
 def _group_position(group) -> tuple[int, int]:
     if not (dist.is_available() and dist.is_initialized()):
-        raise RuntimeError("lrbench.distributed.linear_recurrence needs an initialised process group: "
-                           "call torch.distributed.init_process_group first (torchrun sets its "
-                           "environment), or use lrbench.linear_recurrence on one process")
+        raise RuntimeError(
+            "lrbench.distributed.linear_recurrence needs an initialised process group: "
+            "call torch.distributed.init_process_group first (torchrun sets its "
+            "environment), or use lrbench.linear_recurrence on one process"
+        )
     rank = dist.get_rank(group)
     if rank < 0:
-        raise ValueError("argument 'group': this process is not a member of the given process group")
+        raise ValueError(
+            "argument 'group': this process is not a member of the given process group"
+        )
     return rank, dist.get_world_size(group)
 
 
@@ -140,18 +155,22 @@ def _validate(a, x, h0, backend) -> None:
     whether the backend takes them (name, dtype, device, its own value check)."""
     for name, t in (("a", a), ("x", x), ("h0", h0)):
         if (t is not None or name != "h0") and not isinstance(t, torch.Tensor):
-            raise TypeError(f"argument {name!r} must be a torch.Tensor (NumPy arrays cannot go "
-                            f"through torch.distributed); got {type(t).__name__}")
+            raise TypeError(
+                f"argument {name!r} must be a torch.Tensor (NumPy arrays cannot go "
+                f"through torch.distributed); got {type(t).__name__}"
+            )
     check_inputs(a, x, h0, 0)
     if not isinstance(backend, str):
-        raise TypeError(f"argument 'backend' must be a str (a name from lrbench.backends() or "
-                        f"'auto'); got {type(backend).__name__}")
+        raise TypeError(
+            f"argument 'backend' must be a str (a name from lrbench.backends() or "
+            f"'auto'); got {type(backend).__name__}"
+        )
     if backend != "auto":
-        registry.get(backend)                              # an unknown name
+        registry.get(backend)  # an unknown name
     T, N = a.shape[0], math.prod(a.shape[1:])
     if T and N:
         name = auto_backend(T, N, a.dtype, a.device) if backend == "auto" else backend
-        mod = registry.get(name).load()                    # unavailable here: RuntimeError
+        mod = registry.get(name).load()  # unavailable here: RuntimeError
         check_backend(name, mod, a)
         if hasattr(mod, "check"):
             mod.check(a.reshape(T, N), x.reshape(T, N), None if h0 is None else h0.reshape(N))
@@ -174,8 +193,10 @@ def _shared_error(notes: list[tuple[int, bytes]], world: int) -> Exception:
     ranks: dict[str, list[int]] = {}
     for r, note in notes:
         ranks.setdefault(note.decode(errors="replace").split("\n", 1)[-1], []).append(r)
-    text = "; ".join(f"{f'rank {rs[0]}' if len(rs) == 1 else f'ranks {rs}'} of {world}: {m}"
-                     for m, rs in ranks.items())
+    text = "; ".join(
+        f"{f'rank {rs[0]}' if len(rs) == 1 else f'ranks {rs}'} of {world}: {m}"
+        for m, rs in ranks.items()
+    )
     return KINDS.get(kind, RuntimeError)(text)
 
 
@@ -189,7 +210,7 @@ def _agree(header: torch.Tensor, error: Exception | None, device, group, world: 
     if not any(lengths):
         return heads
     buf = torch.zeros(max(lengths), dtype=torch.uint8)
-    buf[:len(note)] = torch.tensor(list(note), dtype=torch.uint8)
+    buf[: len(note)] = torch.tensor(list(note), dtype=torch.uint8)
     got = _all_gather(buf.to(device), group, world, "error messages").cpu()
     notes = [(r, bytes(got[r, :n].tolist())) for r, n in enumerate(lengths) if n]
     raise _shared_error(notes, world) from error
@@ -199,28 +220,38 @@ def _check_agreement(heads: torch.Tensor) -> None:
     """The ranks' headers describe one sequence; the same error on every rank where they do not."""
     if heads[1:, HAS_H0].any():
         bad = (heads[1:, HAS_H0].nonzero().flatten() + 1).tolist()
-        raise ValueError(f"argument 'h0' was given on rank(s) {bad}; only rank 0 may give it (the "
-                         f"state before the first step of the whole sequence); the others start "
-                         f"where the previous rank ends")
+        raise ValueError(
+            f"argument 'h0' was given on rank(s) {bad}; only rank 0 may give it (the "
+            f"state before the first step of the whole sequence); the others start "
+            f"where the previous rank ends"
+        )
     names = [str(DTYPES[i]) if i < len(DTYPES) else "other" for i in heads[:, DTYPE].tolist()]
     if len(set(names)) > 1:
-        raise TypeError(f"arguments 'a' and 'x' must have the same dtype on every rank; got "
-                        f"{', '.join(f'rank {r}: {n}' for r, n in enumerate(names))}")
+        raise TypeError(
+            f"arguments 'a' and 'x' must have the same dtype on every rank; got "
+            f"{', '.join(f'rank {r}: {n}' for r, n in enumerate(names))}"
+        )
     if len(set(heads[:, N_].tolist())) > 1:
         Ns = ", ".join(f"rank {r}: N={n}" for r, n in enumerate(heads[:, N_].tolist()))
-        raise ValueError(f"arguments 'a' and 'x' must have the same N (product of the dims after "
-                         f"the time axis) on every rank; got {Ns}")
+        raise ValueError(
+            f"arguments 'a' and 'x' must have the same N (product of the dims after "
+            f"the time axis) on every rank; got {Ns}"
+        )
     if len(set(heads[:, LAYOUT].tolist())) > 1:
         same: dict[int, list[int]] = {}
         for r, layout in enumerate(heads[:, LAYOUT].tolist()):
             same.setdefault(layout, []).append(r)
-        raise ValueError(f"arguments 'a' and 'x' must have the same shape after the time axis on "
-                         f"every rank; N agrees but the dims differ (ranks with the same dims: "
-                         f"{', '.join(map(str, same.values()))})")
+        raise ValueError(
+            f"arguments 'a' and 'x' must have the same shape after the time axis on "
+            f"every rank; N agrees but the dims differ (ranks with the same dims: "
+            f"{', '.join(map(str, same.values()))})"
+        )
     if len(set(heads[:, GRAD].tolist())) > 1:
         on = heads[:, GRAD].nonzero().flatten().tolist()
-        raise RuntimeError(f"autograd records this call on rank(s) {on} only; the backward "
-                           f"exchanges between ranks, so every rank must record it or none")
+        raise RuntimeError(
+            f"autograd records this call on rank(s) {on} only; the backward "
+            f"exchanges between ranks, so every rank must record it or none"
+        )
 
 
 class _Local:
@@ -278,7 +309,7 @@ def _summaries(a, x, backend, sdt, grad: bool):
     A = torch.prod(gates, dim=0, dtype=sdt)
     H = local_recurrence(a, x, dim=0, backend=backend)[-1].reshape(N).to(sdt)
     Z, Ab, flags = H, A, 0
-    if not torch.isfinite(gates[0]).all():    # the scan from 0 is NaN there (a[0] · 0): that is Z
+    if not torch.isfinite(gates[0]).all():  # the scan from 0 is NaN there (a[0] · 0): that is Z
         flags |= FIRST
         after = x[0] if T == 1 else local_recurrence(a[1:], x[1:], x[0], dim=0, backend=backend)[-1]
         H = after.reshape(N).to(sdt)
@@ -298,14 +329,15 @@ def _summaries(a, x, backend, sdt, grad: bool):
 @dataclass
 class _Part:
     """This rank's share of one call, as far as it goes before the exchange of summaries."""
+
     rank: int
     world: int
     group: object
     backend: str
     grad: bool
-    local: _Local | None = None               # rank 0's scan
-    rows: tuple = ()                          # (A, H, Z, Ab), (N,) each: see _summaries
-    flags: int = 0                            # this rank's FLAGS; after the header, every rank's OR
+    local: _Local | None = None  # rank 0's scan
+    rows: tuple = ()  # (A, H, Z, Ab), (N,) each: see _summaries
+    flags: int = 0  # this rank's FLAGS; after the header, every rank's OR
 
 
 def _local_work(a, x, h0, part: _Part) -> None:
@@ -344,7 +376,7 @@ def _prepare(a, x, h0, group, backend, rank: int, world: int, grad: bool) -> _Pa
         _validate(a, x, h0, backend)
         part = _Part(rank, world, group, backend, grad)
         _local_work(a, x, h0, part)
-    except Exception as e:                    # every kind: the other ranks must hear of it
+    except Exception as e:  # every kind: the other ranks must hear of it
         part, error = None, e
     heads = _agree(_header(a, h0, part), error, _header_device(a, group), group, world)
     _check_agreement(heads)
@@ -371,7 +403,6 @@ def _fold_back(Gs: torch.Tensor, Ab: torch.Tensor, rank: int, world: int) -> tor
 
 
 class _SequenceParallelScan(torch.autograd.Function):
-
     @staticmethod
     def forward(ctx, a, x, h0, part: _Part):
         rank, world, grad = part.rank, part.world, part.grad
@@ -385,7 +416,7 @@ class _SequenceParallelScan(torch.autograd.Function):
         if part.flags & BACKWARD:
             rows.append(part.rows[3])
         if world > 1 and N:
-            gathered = _all_gather(torch.stack(rows), part.group, world)    # (P, R, N)
+            gathered = _all_gather(torch.stack(rows), part.group, world)  # (P, R, N)
             Ab = gathered[:, -1 if part.flags & BACKWARD else 0]
         if rank == 0:
             start = h0.clone() if h0 is not None else a.new_zeros(rest)
@@ -395,8 +426,10 @@ class _SequenceParallelScan(torch.autograd.Function):
             if T:
                 local = _Local(a, x, start, part.backend, grad)
         # every rank saves a tensor, so a backward through a freed graph fails on every rank alike
-        ctx.save_for_backward(Ab if Ab is not None else a.new_empty(0),
-                              *(local.tensors() if local is not None else ()))
+        ctx.save_for_backward(
+            Ab if Ab is not None else a.new_empty(0),
+            *(local.tensors() if local is not None else ()),
+        )
         ctx.group, ctx.rank, ctx.world, ctx.shape = part.group, rank, world, a.shape
         ctx.sdt, ctx.has_h0 = part.rows[0].dtype, h0 is not None
         h = local.h.detach() if local is not None else a.new_empty(a.shape)
@@ -411,14 +444,14 @@ class _SequenceParallelScan(torch.autograd.Function):
         T, N, rest = ctx.shape[0], math.prod(ctx.shape[1:]), ctx.shape[1:]
         last = rank == world - 1
         ga = gx = gc = None
-        G = torch.zeros(N, dtype=sdt, device=gh.device)     # this rank's G (rank 0's is never used)
+        G = torch.zeros(N, dtype=sdt, device=gh.device)  # this rank's G (rank 0's is never used)
         if rank > 0:
             G = gstart.reshape(N).to(sdt)
             if T:
                 ga, gx, gc = local.grads(gh)
                 G = G + gc.reshape(N).to(sdt)
         if world > 1 and N:
-            Gs = _all_gather(G, ctx.group, world, "gradients")            # (P, N)
+            Gs = _all_gather(G, ctx.group, world, "gradients")  # (P, N)
         if not last:
             c = _fold_back(Gs, Ab, rank, world) if N else G
             if T:
@@ -430,7 +463,7 @@ class _SequenceParallelScan(torch.autograd.Function):
                 gc = c.to(gh.dtype).reshape(rest)
         elif not T:
             ga, gx = gh.new_zeros(ctx.shape), gh.new_zeros(ctx.shape)
-        elif rank == 0:                                      # one rank: no exchange at all
+        elif rank == 0:  # one rank: no exchange at all
             ga, gx, gc = local.grads(gh)
         gh0 = None
         if rank == 0 and ctx.has_h0:
@@ -443,8 +476,9 @@ def linear_recurrence_with_start(a, x, h0=None, *, group=None, backend: str = "a
     or zeros; rank r: where rank r-1 ends), both differentiable. The GILR-LSTM's "previous"
     surrogate shifts h by one step and takes its first element from ``start``."""
     rank, world = _group_position(group)
-    grad = torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad
-                                           for t in (a, x, h0))
+    grad = torch.is_grad_enabled() and any(
+        isinstance(t, torch.Tensor) and t.requires_grad for t in (a, x, h0)
+    )
     part = _prepare(a, x, h0, group, backend, rank, world, grad)
     return _SequenceParallelScan.apply(a, x, h0, part)
 

@@ -13,6 +13,7 @@ Identical weights need one starting point: with ``--resume`` the ranks agree on 
 from (``common_step``: the newest step whose checkpoint every rank can load), so a damaged newest
 checkpoint on one rank moves every rank back to the previous one, never that rank alone.
 """
+
 from __future__ import annotations
 
 import math
@@ -41,8 +42,10 @@ def set_sequence_parallel(module: torch.nn.Module, group) -> None:
     """Run every recurrence in ``module`` over the ranks of ``group`` (None: on one process)."""
     for mod in module.modules():
         if isinstance(mod, QRNN) and group is not None:
-            raise Failure("sequence parallelism: a QRNN's convolution reads the k-1 steps before "
-                             f"each slice, on the previous rank; supported models: {', '.join(SUPPORTED)}")
+            raise Failure(
+                "sequence parallelism: a QRNN's convolution reads the k-1 steps before "
+                f"each slice, on the previous rank; supported models: {', '.join(SUPPORTED)}"
+            )
         if hasattr(mod, "scan_group"):
             mod.scan_group = group
 
@@ -51,17 +54,25 @@ class SequenceParallel:
     """This process's place in the torchrun job, and one training step split over the ranks."""
 
     def __init__(self, args):
-        missing = [v for v in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT") if v not in os.environ]
+        missing = [
+            v for v in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT") if v not in os.environ
+        ]
         if missing and not dist.is_initialized():
-            raise Failure(f"--sequence-parallel: start the run with torchrun, e.g. `torchrun "
-                             f"--nproc-per-node 2 -m lrbench train --sequence-parallel ...` "
-                             f"({', '.join(missing)} not set)")
+            raise Failure(
+                f"--sequence-parallel: start the run with torchrun, e.g. `torchrun "
+                f"--nproc-per-node 2 -m lrbench train --sequence-parallel ...` "
+                f"({', '.join(missing)} not set)"
+            )
         if args.model not in SUPPORTED:
-            raise Failure(f"--sequence-parallel: argument --model {args.model!r} is not supported; "
-                             f"supported: {', '.join(SUPPORTED)}")
+            raise Failure(
+                f"--sequence-parallel: argument --model {args.model!r} is not supported; "
+                f"supported: {', '.join(SUPPORTED)}"
+            )
         if args.max_seconds is not None and math.isfinite(args.max_seconds):
-            raise Failure("--sequence-parallel: argument --max-seconds would stop the ranks at "
-                             "different steps; use --max-steps")
+            raise Failure(
+                "--sequence-parallel: argument --max-seconds would stop the ranks at "
+                "different steps; use --max-steps"
+            )
         self.device = torch.device(args.device)
         if self.device.type == "cuda":
             self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
@@ -70,10 +81,12 @@ class SequenceParallel:
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
         if args.T < self.world:
-            raise Failure(f"--sequence-parallel: argument --T={args.T} gives some of the "
-                             f"{self.world} ranks no step; use T >= {self.world}")
+            raise Failure(
+                f"--sequence-parallel: argument --T={args.T} gives some of the "
+                f"{self.world} ranks no step; use T >= {self.world}"
+            )
         sizes = [len(s) for s in torch.arange(args.T).tensor_split(self.world)]
-        self.lo = sum(sizes[:self.rank])
+        self.lo = sum(sizes[: self.rank])
         self.hi = self.lo + sizes[self.rank]
 
     def out(self, out: Path) -> Path:
@@ -88,10 +101,12 @@ class SequenceParallel:
         dist.all_gather_object(every, (sorted(steps, reverse=True), list(problems)))
         step = newest_common_step([s for s, _ in every])
         if step is None:
-            held = "; ".join(f"rank {r}: " + (f"step{'s' * (len(s) > 1)} {', '.join(map(str, s))}"
-                                              if s else "none")
-                             + (f" ({'; '.join(p)})" if p else "")
-                             for r, (s, p) in enumerate(every))
+            held = "; ".join(
+                f"rank {r}: "
+                + (f"step{'s' * (len(s) > 1)} {', '.join(map(str, s))}" if s else "none")
+                + (f" ({'; '.join(p)})" if p else "")
+                for r, (s, p) in enumerate(every)
+            )
             raise Failure(f"--resume: no checkpoint step that every rank can load ({held})")
         return step
 
@@ -100,7 +115,7 @@ class SequenceParallel:
 
     def step(self, model, idx, sign, label) -> tuple[float, float]:
         """Forward and backward of one minibatch over the ranks; (loss, accuracy) of the whole."""
-        logits = model(idx[self.lo:self.hi], sign if self.rank == 0 else None)
+        logits = model(idx[self.lo : self.hi], sign if self.rank == 0 else None)
         loss = F.cross_entropy(logits, label)
         last = self.rank == self.world - 1
         (loss * float(last)).backward()

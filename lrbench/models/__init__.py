@@ -4,6 +4,7 @@ Layout everywhere: time-major, inputs ``(T, B, m)``, outputs ``(T, B, n)``. Ever
 layer takes ``scan_backend`` (any ``lrbench.backends()`` name or ``"auto"``): the same weights run
 with the serial or the parallel recurrence and give the same outputs.
 """
+
 from .layers import GILR, GILRLSTM, QRNN, SRU, set_scan_backend
 from .classifier import MODELS, SequenceClassifier
 

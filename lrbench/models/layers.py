@@ -3,6 +3,7 @@
 Initialisation follows the paper's code (``layers_new.py``): weights uniform in +-0.05, forget-gate
 bias 5.0 (so f ~ 0.993 at the start: long memory from the first step); ``forget_bias`` changes it.
 """
+
 from __future__ import annotations
 
 import torch
@@ -37,6 +38,7 @@ def _scan(a, x, backend, group=None, with_start=False):
         h = linear_recurrence(a, x, dim=0, backend=backend)
         return (h, x.new_zeros(x.shape[1:])) if with_start else h
     from ..distributed import linear_recurrence_with_start
+
     h, start = linear_recurrence_with_start(a, x, group=group, backend=backend)
     return (h, start) if with_start else h
 
@@ -44,7 +46,8 @@ def _scan(a, x, backend, group=None, with_start=False):
 class GILR(nn.Module):
     """Gated impulse linear recurrent layer (§3.1): g = σ(U x + b_g), i = τ(V x + b_i),
     h_t = g_t h_{t-1} + (1 - g_t) i_t. The paper's code defaults τ to ELU."""
-    scan_group = None                                   # a process group: sequence parallel
+
+    scan_group = None  # a process group: sequence parallel
 
     def __init__(self, m: int, n: int, scan_backend: str = "auto", nonlin=F.elu):
         super().__init__()
@@ -64,16 +67,25 @@ class GILRLSTM(nn.Module):
     ``surrogate="previous"`` follows the paper's equations (gates see h̃_{t-1}, zero at t = 0);
     ``"current"`` follows the paper's code, which feeds h̃_t (already containing x_t).
     """
+
     scan_group = None
 
-    def __init__(self, m: int, n: int, scan_backend: str = "auto", surrogate: str = "previous",
-                 forget_bias: float = FORGET_BIAS):
+    def __init__(
+        self,
+        m: int,
+        n: int,
+        scan_backend: str = "auto",
+        surrogate: str = "previous",
+        forget_bias: float = FORGET_BIAS,
+    ):
         super().__init__()
         if surrogate not in ("previous", "current"):
-            raise ValueError(f"argument 'surrogate' must be 'previous' or 'current', got {surrogate!r}")
+            raise ValueError(
+                f"argument 'surrogate' must be 'previous' or 'current', got {surrogate!r}"
+            )
         self.surrogate, self.scan_backend = surrogate, scan_backend
         self.gilr = GILR(m, n, scan_backend, nonlin=torch.tanh)
-        self.gates = nn.Linear(n + m, 4 * n)           # f, i, o, z
+        self.gates = nn.Linear(n + m, 4 * n)  # f, i, o, z
         _init(self.gates, forget=slice(0, n), forget_bias=forget_bias)
 
     def forward(self, x):
@@ -83,7 +95,9 @@ class GILRLSTM(nn.Module):
         else:
             ht = self.gilr(x)
         f, i, o, z = self.gates(torch.cat([ht, x], dim=-1)).chunk(4, dim=-1)
-        c = _scan(torch.sigmoid(f), torch.sigmoid(i) * torch.tanh(z), self.scan_backend, self.scan_group)
+        c = _scan(
+            torch.sigmoid(f), torch.sigmoid(i) * torch.tanh(z), self.scan_backend, self.scan_group
+        )
         return torch.sigmoid(o) * c
 
 
@@ -91,9 +105,12 @@ class SRU(nn.Module):
     """Simple recurrent unit (Lei & Zhang 2017, as in the paper's code): x̃, f, r from one matmul,
     c_t = f_t c_{t-1} + (1 - f_t) x̃_t, h_t = r_t c_t + (1 - r_t) x_t (highway). When m != n the
     highway goes through a linear map of x."""
+
     scan_group = None
 
-    def __init__(self, m: int, n: int, scan_backend: str = "auto", forget_bias: float = FORGET_BIAS):
+    def __init__(
+        self, m: int, n: int, scan_backend: str = "auto", forget_bias: float = FORGET_BIAS
+    ):
         super().__init__()
         self.proj, self.scan_backend = nn.Linear(m, 3 * n), scan_backend
         _init(self.proj, forget=slice(n, 2 * n), forget_bias=forget_bias)
@@ -113,7 +130,14 @@ class QRNN(nn.Module):
     convolution over the last ``k`` inputs; c_t = f_t c_{t-1} + (1 - f_t) z_t, h_t = o_t c_t.
     (The paper's code stacked k-1 taps, so its "filter 2" saw x_t only; here k means k taps.)"""
 
-    def __init__(self, m: int, n: int, k: int = 2, scan_backend: str = "auto", forget_bias: float = FORGET_BIAS):
+    def __init__(
+        self,
+        m: int,
+        n: int,
+        k: int = 2,
+        scan_backend: str = "auto",
+        forget_bias: float = FORGET_BIAS,
+    ):
         super().__init__()
         if k < 1:
             raise ValueError(f"argument 'k' (window) must be >= 1, got {k}")
@@ -122,11 +146,11 @@ class QRNN(nn.Module):
         nn.init.uniform_(self.conv.weight, -INIT_SCALE, INIT_SCALE)
         nn.init.zeros_(self.conv.bias)
         with torch.no_grad():
-            self.conv.bias[n:2 * n] = forget_bias
+            self.conv.bias[n : 2 * n] = forget_bias
 
     def forward(self, x):
         T, B, m = x.shape
-        xc = F.pad(x.permute(1, 2, 0), (self.k - 1, 0))              # (B, m, T + k - 1), causal
-        z, f, o = self.conv(xc).permute(2, 0, 1).chunk(3, dim=-1)     # (T, B, n) each
+        xc = F.pad(x.permute(1, 2, 0), (self.k - 1, 0))  # (B, m, T + k - 1), causal
+        z, f, o = self.conv(xc).permute(2, 0, 1).chunk(3, dim=-1)  # (T, B, n) each
         z, f, o = torch.tanh(z), torch.sigmoid(f), torch.sigmoid(o)
         return o * _scan(f, (1 - f) * z, self.scan_backend)

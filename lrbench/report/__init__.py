@@ -6,6 +6,7 @@ from ``results/paper/*.csv``; writes PNG and SVG under ``results/figures/`` and 
 missing, stale (benchmark code changed since) or corrupt file is reported in one line and
 skipped; everything else still plots. No usable results at all is an error (``NoResults``).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,13 +15,33 @@ import pandas as pd
 
 from ..options import Failure
 from .asv import load, newest
-from .charts import (GRID, PAIRS, bandwidth_chart, heatmap, history_chart, scan_table,
-                     speedup_chart, table1, table2)
+from .charts import (
+    GRID,
+    PAIRS,
+    bandwidth_chart,
+    heatmap,
+    history_chart,
+    scan_table,
+    speedup_chart,
+    table1,
+    table2,
+)
 from .draw import Outputs, markdown, save, stamp, write_text
 from .seqpar import seqpar_chart
 
-__all__ = ["run", "load", "newest", "NoResults", "markdown", "save", "write_text", "stamp",
-           "Outputs", "GRID", "PAIRS"]
+__all__ = [
+    "run",
+    "load",
+    "newest",
+    "NoResults",
+    "markdown",
+    "save",
+    "write_text",
+    "stamp",
+    "Outputs",
+    "GRID",
+    "PAIRS",
+]
 
 
 class NoResults(Failure):
@@ -43,6 +64,7 @@ def run(results: str = "results") -> tuple[list[Path], list[str]]:
     """(files written because their content changed, problems); NoResults when ``results`` is not
     a folder or its asv results hold nothing usable."""
     import matplotlib
+
     matplotlib.use("Agg")
     root = Path(results)
     if not root.is_dir():
@@ -81,5 +103,10 @@ def run(results: str = "results") -> tuple[list[Path], list[str]]:
 def _orphans(made: set[Path], *folders: Path) -> list[Path]:
     """Charts and tables in ``folders`` that this run did not draw: drawn from results that are
     gone or stale, they could not be regenerated, so they are not kept beside the rest."""
-    return sorted(p for folder in folders if folder.is_dir() for p in folder.iterdir()
-                  if p.suffix in (".png", ".svg", ".md") and p not in made)
+    return sorted(
+        p
+        for folder in folders
+        if folder.is_dir()
+        for p in folder.iterdir()
+        if p.suffix in (".png", ".svg", ".md") and p not in made
+    )

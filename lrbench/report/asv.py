@@ -1,6 +1,7 @@
 """asv's result files read into one table: a row per measured point (machine, commit, date,
 benchmark, parameters, value, quartiles). A file that cannot be read, or is JSON of the wrong
 shape, is reported in one line and skipped."""
+
 from __future__ import annotations
 
 import ast
@@ -36,7 +37,7 @@ def _index(path: Path) -> dict:
     """asv's benchmark index: name -> {version, unit, param_names, params}."""
     index = json.loads(path.read_text())
     _want(isinstance(index, dict), f"a {type(index).__name__}, not an object")
-    index = {k: m for k, m in index.items() if k != "version"}      # asv's format version
+    index = {k: m for k, m in index.items() if k != "version"}  # asv's format version
     _want(all(isinstance(m, dict) for m in index.values()), "not an object of benchmark objects")
     return index
 
@@ -47,12 +48,16 @@ def _file_rows(path: Path, benchmarks: dict, stale: set) -> list[dict]:
     _want(isinstance(data, dict), f"a {type(data).__name__}, not an object")
     columns, results = data.get("result_columns"), data.get("results")
     commit, date = data.get("commit_hash"), data.get("date")
-    _want(isinstance(columns, list) and all(isinstance(c, str) for c in columns),
-          "result_columns is not a list of names")
+    _want(
+        isinstance(columns, list) and all(isinstance(c, str) for c in columns),
+        "result_columns is not a list of names",
+    )
     _want(isinstance(results, dict), "results is not an object")
     _want(isinstance(commit, str), "commit_hash is not a string")
-    _want(isinstance(date, (int, float)) and not isinstance(date, bool),
-          f"date is {date!r}, not a number of milliseconds")
+    _want(
+        isinstance(date, (int, float)) and not isinstance(date, bool),
+        f"date is {date!r}, not a number of milliseconds",
+    )
     rows = []
     for name, raw in results.items():
         _want(isinstance(raw, list), f"the row of {name} is not a list")
@@ -65,19 +70,33 @@ def _file_rows(path: Path, benchmarks: dict, stale: set) -> list[dict]:
         none = [None] * len(values) if isinstance(values, list) else None
         repeats = row.get("stats_repeat") or none
         q25, q75 = row.get("stats_q_25") or none, row.get("stats_q_75") or none
-        _want(isinstance(values, list) and isinstance(params, list)
-              and all(isinstance(p, list) for p in params)
-              and all(isinstance(v, list) for v in (repeats, q25, q75)),
-              f"the result or params of {name} are not lists")
-        for combo, value, repeat, lo, hi in zip(itertools.product(*params), values, repeats, q25,
-                                                q75):
+        _want(
+            isinstance(values, list)
+            and isinstance(params, list)
+            and all(isinstance(p, list) for p in params)
+            and all(isinstance(v, list) for v in (repeats, q25, q75)),
+            f"the result or params of {name} are not lists",
+        )
+        for combo, value, repeat, lo, hi in zip(
+            itertools.product(*params), values, repeats, q25, q75
+        ):
             if value is None or (isinstance(value, float) and math.isnan(value)):
                 continue
-            _want(isinstance(value, (int, float)) and not isinstance(value, bool),
-                  f"{name} holds {value!r} where a number belongs")
-            rec = dict(machine=path.parent.name, commit=commit[:8], date=date, benchmark=name,
-                       value=float(value), unit=meta.get("unit", ""), samples=repeat,
-                       q25=_number(lo), q75=_number(hi))
+            _want(
+                isinstance(value, (int, float)) and not isinstance(value, bool),
+                f"{name} holds {value!r} where a number belongs",
+            )
+            rec = dict(
+                machine=path.parent.name,
+                commit=commit[:8],
+                date=date,
+                benchmark=name,
+                value=float(value),
+                unit=meta.get("unit", ""),
+                samples=repeat,
+                q25=_number(lo),
+                q75=_number(hi),
+            )
             rec.update({k: _value(v) for k, v in zip(meta.get("param_names", []), combo)})
             rows.append(rec)
     return rows
@@ -91,7 +110,9 @@ def load(results: Path) -> tuple[pd.DataFrame, list[str]]:
     try:
         benchmarks = _index(index)
     except (OSError, ValueError) as e:
-        return pd.DataFrame(), [f"{index}: cannot read the benchmark index ({e}); run the suite first"]
+        return pd.DataFrame(), [
+            f"{index}: cannot read the benchmark index ({e}); run the suite first"
+        ]
     rows = []
     for path in sorted(results.glob("*/*.json")):
         if path.name == "machine.json":
@@ -103,9 +124,11 @@ def load(results: Path) -> tuple[pd.DataFrame, list[str]]:
             problems.append(f"{path}: corrupt result file, skipped ({type(e).__name__}: {e})")
             continue
         if stale:
-            problems.append(f"{path}: {len(stale)} stale benchmark(s) (code changed since; re-run "
-                            f"them), skipped: {', '.join(sorted(stale)[:3])}"
-                            f"{' ...' if len(stale) > 3 else ''}")
+            problems.append(
+                f"{path}: {len(stale)} stale benchmark(s) (code changed since; re-run "
+                f"them), skipped: {', '.join(sorted(stale)[:3])}"
+                f"{' ...' if len(stale) > 3 else ''}"
+            )
     return pd.DataFrame(rows), problems
 
 
@@ -113,6 +136,9 @@ def newest(df: pd.DataFrame) -> pd.DataFrame:
     """The newest result per machine and point (every commit's rows stay in ``df`` for history)."""
     if df.empty:
         return df
-    keys = [c for c in df.columns if c not in ("commit", "date", "value", "unit", "samples", "q25",
-                                                 "q75")]
+    keys = [
+        c
+        for c in df.columns
+        if c not in ("commit", "date", "value", "unit", "samples", "q25", "q75")
+    ]
     return df.sort_values("date").groupby(keys, dropna=False, as_index=False).last()

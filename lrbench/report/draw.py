@@ -1,6 +1,7 @@
 """What every chart and table of lrbench is drawn with: reproducible saving (the same data give the
 same bytes; a file is written only when its bytes change), the stamp saying where numbers come
 from (machine, commit, date), log axes with plain labels, and markdown tables."""
+
 from __future__ import annotations
 
 import math
@@ -27,14 +28,18 @@ class Outputs(list):
 def stamp(rows: pd.DataFrame, machine: str) -> str:
     """Where a figure's numbers come from: machine, commit(s) and UTC date(s) of ``rows``."""
     import datetime
+
     commits = rows.sort_values("date").drop_duplicates("commit")
     day = lambda ms: datetime.datetime.fromtimestamp(ms / 1e3, datetime.timezone.utc).strftime(
-        "%Y-%m-%d")
+        "%Y-%m-%d"
+    )
     first, last = commits.iloc[0], commits.iloc[-1]
     if len(commits) == 1:
         return f"measured on {machine} at commit {last.commit}, {day(last.date)}"
-    return (f"measured on {machine} at {len(commits)} commits, {first.commit} ({day(first.date)}) "
-            f"to {last.commit} ({day(last.date)})")
+    return (
+        f"measured on {machine} at {len(commits)} commits, {first.commit} ({day(first.date)}) "
+        f"to {last.commit} ({day(last.date)})"
+    )
 
 
 def _record(path: Path, written: list[Path]) -> None:
@@ -50,6 +55,7 @@ def save(fig, out: Path, stem: str, written: list[Path], exts=("png", "svg"), so
     import io
 
     import matplotlib
+
     if source:
         fig.text(0.5, -0.01, source, ha="center", va="top", fontsize=8, color="dimgrey")
     for ext in exts:
@@ -68,7 +74,13 @@ def markdown(df: pd.DataFrame) -> str:
     """A pipe table (pandas' to_markdown needs tabulate, which lrbench does not pull in)."""
     df = df.reset_index()
     cols = [" ".join(map(str, c)) if isinstance(c, tuple) else str(c) for c in df.columns]
-    cell = (lambda v: "" if isinstance(v, float) and math.isnan(v) else f"{v:g}" if isinstance(v, float) else str(v))
+    cell = (
+        lambda v: ""
+        if isinstance(v, float) and math.isnan(v)
+        else f"{v:g}"
+        if isinstance(v, float)
+        else str(v)
+    )
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
     return "\n".join(lines)
@@ -83,19 +95,26 @@ def write_text(path: Path, text: str, written: list[Path]):
 def times_axis(ax, label_one: str = "above: parallel faster") -> None:
     """Log axes with plain tick labels (0.5x, 2x, not 5x10^-1) and the y = 1 line labelled."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
     ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
     ax.yaxis.set_minor_formatter(NullFormatter())
     ax.axhline(1.0, color="grey", lw=0.8, ls=":")
     if label_one:
-        ax.annotate(label_one, xy=(0.01, 1.0), xycoords=("axes fraction", "data"),
-                    xytext=(0, 3), textcoords="offset points", fontsize=8, color="dimgrey")
+        ax.annotate(
+            label_one,
+            xy=(0.01, 1.0),
+            xycoords=("axes fraction", "data"),
+            xytext=(0, 3),
+            textcoords="offset points",
+            fontsize=8,
+            color="dimgrey",
+        )
 
 
 def powers_of_two(ax, values) -> None:
     values = sorted({int(v) for v in values})
-    ax.set_xticks(values, [f"2^{int(math.log2(v))}" if v & (v - 1) == 0 else str(v)
-                           for v in values])
+    ax.set_xticks(
+        values, [f"2^{int(math.log2(v))}" if v & (v - 1) == 0 else str(v) for v in values]
+    )
     ax.minorticks_off()
-
-

@@ -1,1 +1,3 @@
-"""One module per scan backend (see ``lrbench.registry``), plus the Numba kernels they share."""
+"""The scan backends (see ``lrbench.registry``): ``cpu/`` and ``cuda/`` by family, the torch-based
+ones (``torch_loop``, ``torch_assoc``, ``log_space``, ``triton_scan``) beside them. The float64
+ground truth is ``lrbench.reference``."""

@@ -3,6 +3,7 @@
 Every backend works on time-major ``(T, N)`` contiguous tensors of one dtype and device and
 exposes ``forward(a, x, h0, reverse) -> h`` and ``backward(a, h, h0, gh, reverse) -> (ga, gx, gh0)``.
 """
+
 from __future__ import annotations
 
 import torch

@@ -5,6 +5,7 @@
 parts of x (and h0). Accurate when the two parts do not cancel; the price of a scan built from
 library primitives. Gates a <= 0 are rejected by ``check``.
 """
+
 from __future__ import annotations
 
 import torch
@@ -21,7 +22,8 @@ def check(a, x, h0):
         n = int(bad.sum())
         raise ValueError(
             f"backend 'log-space' needs every gate a > 0; argument 'a' has {n} of {a.numel()} "
-            f"entries <= 0 or NaN (min {a.min().item():.3g}); pick another backend")
+            f"entries <= 0 or NaN (min {a.min().item():.3g}); pick another backend"
+        )
 
 
 def _log_parts(v):
@@ -41,14 +43,15 @@ def _solve(a, x, h0):
     relative error at T = 2^20 (sigmoid gates, N = 1, measured); float64 sums give 2e-7 there."""
     dtype = x.dtype
     a, x = a.double(), x.double()
-    if h0 is not None:                      # h0 as step -1 with gate 1
+    if h0 is not None:  # h0 as step -1 with gate 1
         a = torch.cat([torch.ones_like(a[:1]), a])
         x = torch.cat([h0.double().unsqueeze(0), x])
     log_a = torch.cumsum(a.log(), dim=0)
     pos, neg = _log_parts(x)
-    h = (torch.logcumsumexp(pos - log_a, dim=0) + log_a).exp() \
-        - (torch.logcumsumexp(neg - log_a, dim=0) + log_a).exp()
-    nan = torch.cumsum(torch.isnan(x), dim=0) > 0          # a NaN input poisons every later h
+    h = (torch.logcumsumexp(pos - log_a, dim=0) + log_a).exp() - (
+        torch.logcumsumexp(neg - log_a, dim=0) + log_a
+    ).exp()
+    nan = torch.cumsum(torch.isnan(x), dim=0) > 0  # a NaN input poisons every later h
     h = torch.where(nan, torch.full_like(h, float("nan")), h)
     return (h[1:] if h0 is not None else h).to(dtype)
 

@@ -4,6 +4,7 @@ The pair operator ``(a1, x1) then (a2, x2) = (a2 a1, a2 x1 + x2)``; ``h0`` enter
 What a user reaching for a library primitive would pick. Backward: the same scan, reversed, over the
 shifted gates.
 """
+
 from __future__ import annotations
 
 import torch
@@ -31,13 +32,13 @@ def _combine(left, right):
     a1, x1, f1 = left
     a2, x2, f2 = right
     keep = (x1 == 0) & torch.isfinite(f2)
-    reset = a1 == 0             # after a gate of 0 the product stays 0, even if later ones overflow
+    reset = a1 == 0  # after a gate of 0 the product stays 0, even if later ones overflow
     return torch.where(reset, a1, a2 * a1), torch.where(keep, x2, a2 * x1 + x2), f1
 
 
 def forward(a, x, h0, reverse, out=None):
-    first = -1 if reverse else 0                 # h0 (or 0) enters as x[first] + a[first] h0,
-    x = x.clone()                                # so a NaN or inf first gate gives NaN, as serially
+    first = -1 if reverse else 0  # h0 (or 0) enters as x[first] + a[first] h0,
+    x = x.clone()  # so a NaN or inf first gate gives NaN, as serially
     x[first] = x[first] + a[first] * (h0 if h0 is not None else torch.zeros_like(x[first]))
     _, h, _ = associative_scan(_combine, (a, x, a), dim=0, reverse=reverse, combine_mode="generic")
     return into(h.contiguous(), out)

@@ -8,6 +8,7 @@ pass in the other direction: ``g``, ``dx = g`` and ``da = g * h[t-1]``.
 Without a GPU the kernels run in Triton's interpreter when ``TRITON_INTERPRET=1`` is set before
 this module is imported (the tests do that); the backend then takes CPU tensors.
 """
+
 from __future__ import annotations
 
 import os
@@ -23,17 +24,20 @@ BT, BN = (16, 16) if INTERPRET else (64, 32)
 try:
     import triton
     import triton.language as tl
-except ImportError as e:      # pragma: no cover - depends on the environment
+except ImportError as e:  # pragma: no cover - depends on the environment
     UNAVAILABLE = f"Triton is not installed (pip install -e '.[gpu]'): {e}"
 else:
     if not INTERPRET and not torch.cuda.is_available():
-        UNAVAILABLE = ("no CUDA device (torch.cuda.is_available() is False); set TRITON_INTERPRET=1 "
-                       "before importing lrbench to run it on the CPU in Triton's interpreter")
+        UNAVAILABLE = (
+            "no CUDA device (torch.cuda.is_available() is False); set TRITON_INTERPRET=1 "
+            "before importing lrbench to run it on the CPU in Triton's interpreter"
+        )
 
 if UNAVAILABLE is None:
+
     @triton.jit
     def _finite(v):
-        return (v - v) == 0                   # False for inf and NaN
+        return (v - v) == 0  # False for inf and NaN
 
     @triton.jit
     def _combine(a1, h1, f1, a2, h2, f2):
@@ -41,7 +45,11 @@ if UNAVAILABLE is None:
         # first gate is finite contributes exactly 0 (no inf * 0 from an overflowed product); a
         # non-finite first gate times 0 is NaN, as in the serial loop
         # after a gate of 0 the product stays 0, even if the later ones overflow (0 * inf)
-        return tl.where(a1 == 0, a1, a1 * a2), tl.where((h1 == 0) & _finite(f2), h2, a2 * h1 + h2), f1
+        return (
+            tl.where(a1 == 0, a1, a1 * a2),
+            tl.where((h1 == 0) & _finite(f2), h2, a2 * h1 + h2),
+            f1,
+        )
 
     @triton.jit
     def _carry_in(ca, ch, carry, first):
@@ -57,8 +65,18 @@ if UNAVAILABLE is None:
         return tl.sum(tl.where((tl.arange(0, BT) == BT - 1)[:, None], v, 0.0), axis=0)
 
     @triton.jit
-    def _forward_kernel(A, X, H0, H, T, N, REVERSE: tl.constexpr, HAS_H0: tl.constexpr,
-                        BT: tl.constexpr, BN: tl.constexpr):
+    def _forward_kernel(
+        A,
+        X,
+        H0,
+        H,
+        T,
+        N,
+        REVERSE: tl.constexpr,
+        HAS_H0: tl.constexpr,
+        BT: tl.constexpr,
+        BN: tl.constexpr,
+    ):
         cols = tl.program_id(0) * BN + tl.arange(0, BN)
         cm = cols < N
         if HAS_H0:
@@ -81,8 +99,21 @@ if UNAVAILABLE is None:
             carry = _last_row(h, BT)
 
     @triton.jit
-    def _backward_kernel(A, Hs, H0, GH, GA, GX, GH0, T, N, REVERSE: tl.constexpr,
-                         HAS_H0: tl.constexpr, BT: tl.constexpr, BN: tl.constexpr):
+    def _backward_kernel(
+        A,
+        Hs,
+        H0,
+        GH,
+        GA,
+        GX,
+        GH0,
+        T,
+        N,
+        REVERSE: tl.constexpr,
+        HAS_H0: tl.constexpr,
+        BT: tl.constexpr,
+        BN: tl.constexpr,
+    ):
         # Logical step u of the backward scan runs opposite to the forward: u = 0 is the forward's
         # last step. Its gate is a at step u-1 and the state it multiplies is h at step u+1.
         cols = tl.program_id(0) * BN + tl.arange(0, BN)
@@ -98,12 +129,18 @@ if UNAVAILABLE is None:
                 rows, prev_rows, next_rows = T - 1 - u, T - u, T - 2 - u
             valid = (u < T)[:, None] & cm[None, :]
             c64 = cols[None, :].to(tl.int64)
-            gate = tl.load(A + prev_rows.to(tl.int64)[:, None] * N + c64,
-                           mask=valid & (u >= 1)[:, None], other=1.0).to(tl.float32)
+            gate = tl.load(
+                A + prev_rows.to(tl.int64)[:, None] * N + c64,
+                mask=valid & (u >= 1)[:, None],
+                other=1.0,
+            ).to(tl.float32)
             off = rows.to(tl.int64)[:, None] * N + c64
             gh = tl.load(GH + off, mask=valid, other=0.0).to(tl.float32)
-            hp = tl.load(Hs + next_rows.to(tl.int64)[:, None] * N + c64,
-                         mask=valid & (u + 1 < T)[:, None], other=0.0).to(tl.float32)
+            hp = tl.load(
+                Hs + next_rows.to(tl.int64)[:, None] * N + c64,
+                mask=valid & (u + 1 < T)[:, None],
+                other=0.0,
+            ).to(tl.float32)
             if HAS_H0:
                 hp = tl.where((u + 1 == T)[:, None], h0[None, :], hp)
             ca, cg, _ = tl.associative_scan((gate, gh, gate), 0, _combine)
@@ -127,8 +164,18 @@ def _grid(N):
 def forward(a, x, h0, reverse, out=None):
     T, N = a.shape
     h = torch.empty_like(x) if out is None else out
-    _forward_kernel[_grid(N)](a, x, h0 if h0 is not None else x, h, T, N, REVERSE=bool(reverse),
-                              HAS_H0=h0 is not None, BT=BT, BN=BN)
+    _forward_kernel[_grid(N)](
+        a,
+        x,
+        h0 if h0 is not None else x,
+        h,
+        T,
+        N,
+        REVERSE=bool(reverse),
+        HAS_H0=h0 is not None,
+        BT=BT,
+        BN=BN,
+    )
     return h
 
 
@@ -136,7 +183,19 @@ def backward(a, h, h0, gh, reverse):
     T, N = a.shape
     ga, gx = torch.empty_like(a), torch.empty_like(a)
     gh0 = torch.empty_like(h0) if h0 is not None else None
-    _backward_kernel[_grid(N)](a, h, h0 if h0 is not None else a, gh, ga, gx,
-                               gh0 if gh0 is not None else ga, T, N, REVERSE=bool(reverse),
-                               HAS_H0=h0 is not None, BT=BT, BN=BN)
+    _backward_kernel[_grid(N)](
+        a,
+        h,
+        h0 if h0 is not None else a,
+        gh,
+        ga,
+        gx,
+        gh0 if gh0 is not None else ga,
+        T,
+        N,
+        REVERSE=bool(reverse),
+        HAS_H0=h0 is not None,
+        BT=BT,
+        BN=BN,
+    )
     return ga, gx, gh0

@@ -1,14 +1,15 @@
-"""Build ``kernels/*.cu`` with g++ against ``include/cuda_emu.h`` and launch them on the host.
+"""Build ``lrbench/scan/cuda/*.cu`` with g++ against ``include/cuda_emu.h`` and launch them on the host.
 
-``Emulator.launch`` has the signature of ``lrbench.scan._cupy.launch``: patched in its place (see
+``Emulator.launch`` has the signature of ``lrbench.scan.cuda.launch.launch``: patched in its place (see
 ``emulated``), the backends' own Python (launch plan, scratch, argument types) runs unchanged on
 CPU tensors, whose data pointers the emulated kernels read and write. Every argument must be the
 NumPy scalar type ``_cupy`` passes (int64, int32, uint64 pointers), and its size is checked
 against the kernel's parameter, which CuPy does not do.
 
 Builds are cached under ``$TMPDIR/lrbench-emu/<hash>``, keyed on the sources (the ``.cu``, every
-``kernels/*.cuh``, this folder's headers), the flags and the compiler's version.
+``lrbench/scan/cuda/*.cuh``, this folder's headers), the flags and the compiler's version.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -26,18 +27,38 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 INCLUDE = HERE / "include"
 ROOT = HERE.parent.parent
-KERNELS = ROOT / "kernels"
+KERNELS = ROOT / "lrbench" / "scan" / "cuda"
 CXX = os.environ.get("CXX", "g++")
-FLAGS = ("-std=c++17", "-O2", "-g", "-fPIC", "-shared", "-pthread", "-fno-strict-aliasing", "-fno-extern-tls-init",
-         "-Wall", "-Wno-unused-function", "-Wno-unused-variable")
-SANITIZE = ("-O1", "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
-            "-fno-omit-frame-pointer")
+FLAGS = (
+    "-std=c++17",
+    "-O2",
+    "-g",
+    "-fPIC",
+    "-shared",
+    "-pthread",
+    "-fno-strict-aliasing",
+    "-fno-extern-tls-init",
+    "-Wall",
+    "-Wno-unused-function",
+    "-Wno-unused-variable",
+)
+SANITIZE = (
+    "-O1",
+    "-fsanitize=address,undefined",
+    "-fno-sanitize-recover=all",
+    "-fno-omit-frame-pointer",
+)
 
 
 class Config(ctypes.Structure):
-    _fields_ = [("grid", ctypes.c_uint * 3), ("block", ctypes.c_uint * 3),
-                ("smem", ctypes.c_ulonglong), ("seed", ctypes.c_uint), ("workers", ctypes.c_int),
-                ("yield_permille", ctypes.c_int)]
+    _fields_ = [
+        ("grid", ctypes.c_uint * 3),
+        ("block", ctypes.c_uint * 3),
+        ("smem", ctypes.c_ulonglong),
+        ("seed", ctypes.c_uint),
+        ("workers", ctypes.c_int),
+        ("yield_permille", ctypes.c_int),
+    ]
 
 
 _CTYPE = {np.int64: ctypes.c_int64, np.int32: ctypes.c_int32, np.uint64: ctypes.c_uint64}
@@ -45,9 +66,23 @@ _CTYPE = {np.int64: ctypes.c_int64, np.int32: ctypes.c_int32, np.uint64: ctypes.
 
 def _entries(src: Path, defines) -> list[str]:
     """Kernel entry points of ``src``, read off its preprocessed text."""
-    out = subprocess.run([CXX, "-E", "-x", "c++", "-std=c++17", f"-I{INCLUDE}", f"-I{KERNELS}",
-                          "-D__global__=__lrb_global__", *defines, str(src)],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [
+            CXX,
+            "-E",
+            "-x",
+            "c++",
+            "-std=c++17",
+            f"-I{INCLUDE}",
+            f"-I{KERNELS}",
+            "-D__global__=__lrb_global__",
+            *defines,
+            str(src),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     pat = r'extern\s+"C"\s+__lrb_global__\s+void\s+(?:__launch_bounds__\s*\([^)]*\)\s*)?(\w+)\s*\('
     return sorted(set(re.findall(pat, out)))
 
@@ -55,13 +90,14 @@ def _entries(src: Path, defines) -> list[str]:
 @contextlib.contextmanager
 def _locked(path: Path):
     import fcntl
+
     with open(path, "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         yield
 
 
 def build(name: str, defines: tuple[str, ...] = (), sanitize: bool = False) -> Path:
-    """``kernels/<name>.cu`` (or the ``.cu`` file at path ``name``) as a shared library of
+    """``lrbench/scan/cuda/<name>.cu`` (or the ``.cu`` file at path ``name``) as a shared library of
     ``lrb_emu__<entry>`` launchers (cached)."""
     src = Path(name) if name.endswith(".cu") else KERNELS / f"{name}.cu"
     name = src.stem
@@ -82,12 +118,22 @@ def build(name: str, defines: tuple[str, ...] = (), sanitize: bool = False) -> P
         body = [f'#include "{src}"'] + [f"LRB_EMU_ENTRY({e})" for e in _entries(src, defines)]
         driver.write_text("\n".join(body) + "\n")
         tmp = out_dir / f"lib.{os.getpid()}.so"
-        cmd = [CXX, *flags, "-include", str(INCLUDE / "cuda_emu.h"), f"-I{INCLUDE}",
-               f"-I{KERNELS}", str(driver), "-o", str(tmp)]
+        cmd = [
+            CXX,
+            *flags,
+            "-include",
+            str(INCLUDE / "cuda_emu.h"),
+            f"-I{INCLUDE}",
+            f"-I{KERNELS}",
+            str(driver),
+            "-o",
+            str(tmp),
+        ]
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode != 0:
-            raise RuntimeError(f"g++ failed to build the emulation of {src}:\n{' '.join(cmd)}\n"
-                               f"{r.stderr}")
+            raise RuntimeError(
+                f"g++ failed to build the emulation of {src}:\n{' '.join(cmd)}\n{r.stderr}"
+            )
         os.replace(tmp, lib)
     return lib
 
@@ -96,8 +142,14 @@ class Emulator:
     """Launches kernels of emulation builds; ``seed`` shuffles block order, ``workers`` host
     threads run blocks concurrently, ``yield_permille`` makes fences give up the host thread."""
 
-    def __init__(self, defines: tuple[str, ...] = (), sanitize: bool = False, seed: int = 1,
-                 workers: int = 4, yield_permille: int = 20):
+    def __init__(
+        self,
+        defines: tuple[str, ...] = (),
+        sanitize: bool = False,
+        seed: int = 1,
+        workers: int = 4,
+        yield_permille: int = 20,
+    ):
         self.defines, self.sanitize = tuple(defines), sanitize
         self.seed, self.workers, self.yield_permille = seed, workers, yield_permille
         self.libs: dict[str, ctypes.CDLL] = {}
@@ -119,29 +171,41 @@ class Emulator:
         vals = []
         for i, v in enumerate(args):
             if type(v) not in _CTYPE:
-                raise TypeError(f"{entry}: argument {i} is {type(v).__name__}, not one of the "
-                                f"exact C types (np.int64, np.int32, np.uint64)")
+                raise TypeError(
+                    f"{entry}: argument {i} is {type(v).__name__}, not one of the "
+                    f"exact C types (np.int64, np.int32, np.uint64)"
+                )
             vals.append(_CTYPE[type(v)](v))
-        argv = (ctypes.c_void_p * len(vals))(*(ctypes.cast(ctypes.byref(v), ctypes.c_void_p) for v in vals))
+        argv = (ctypes.c_void_p * len(vals))(
+            *(ctypes.cast(ctypes.byref(v), ctypes.c_void_p) for v in vals)
+        )
         sizes = (ctypes.c_int * len(vals))(*(ctypes.sizeof(v) for v in vals))
         grid3, block3 = (tuple(grid) + (1, 1))[:3], (tuple(block) + (1, 1))[:3]
         self.seed += 1
-        cfg = Config((ctypes.c_uint * 3)(*grid3), (ctypes.c_uint * 3)(*block3), smem, self.seed,
-                     self.workers, self.yield_permille)
+        cfg = Config(
+            (ctypes.c_uint * 3)(*grid3),
+            (ctypes.c_uint * 3)(*block3),
+            smem,
+            self.seed,
+            self.workers,
+            self.yield_permille,
+        )
         self.launches.append((entry, grid3, block3, smem))
         rc = fn(ctypes.byref(cfg), argv, sizes, len(vals))
         if rc != 0:
-            raise RuntimeError(f"emulated launch of {entry} refused its arguments (rc {rc}); "
-                               f"see stderr")
+            raise RuntimeError(
+                f"emulated launch of {entry} refused its arguments (rc {rc}); see stderr"
+            )
 
 
-SMS = 4   # multiprocessors the emulated device reports (cuda-paper sizes its grid by it)
+SMS = 4  # multiprocessors the emulated device reports (cuda-paper sizes its grid by it)
 
 
 @contextlib.contextmanager
 def emulated(emulator: Emulator):
-    """Route ``lrbench.scan._cupy``'s launches to ``emulator`` (CPU tensors in, CPU tensors out)."""
-    from lrbench.scan import _cupy
+    """Route ``lrbench.scan.cuda.launch``'s launches to ``emulator`` (CPU tensors in, CPU tensors out)."""
+    from lrbench.scan.cuda import launch as _cupy
+
     saved = _cupy.launch, _cupy.sm_count
     _cupy.launch, _cupy.sm_count = emulator.launch, (lambda index: SMS)
     try:
@@ -150,6 +214,6 @@ def emulated(emulator: Emulator):
         _cupy.launch, _cupy.sm_count = saved
 
 
-if __name__ == "__main__":            # python tests/emulation/emu.py NAME...: build, print paths
+if __name__ == "__main__":  # python tests/emulation/emu.py NAME...: build, print paths
     for n in sys.argv[1:]:
         print(build(n))

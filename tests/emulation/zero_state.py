@@ -14,8 +14,9 @@ shifted gates a[t+1]):
   it (tile 0 with no h0, or a tile past the window), and one at the first row of a backward tile
   over gh = 0 after it: the serial loop multiplies the zero state by it, so NaN from there on.
 
-The truth is the float64 serial loop (``lrbench.scan.reference``); h0 is None or exactly 0.
+The truth is the float64 serial loop (``lrbench.reference``); h0 is None or exactly 0.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,7 +26,8 @@ import torch
 
 from conftest import TOL, assert_close
 from emulation.cases import DTYPES, MODULES
-from lrbench.scan import cuda_scan, reference
+from lrbench.scan.cuda import scan as cuda_scan
+from lrbench import reference
 
 BIG = 1e3
 
@@ -33,18 +35,20 @@ BIG = 1e3
 @dataclass(frozen=True)
 class ZeroCase:
     backend: str
-    kind: str          # "overflow", "inf", "-inf" or "nan"
+    kind: str  # "overflow", "inf", "-inf" or "nan"
     T: int
     N: int
-    h0: bool           # h0 given as exact zeros (else None)
+    h0: bool  # h0 given as exact zeros (else None)
     reverse: bool
-    tile: int = 0      # non-finite kinds: the forward tile whose first row takes the gate
+    tile: int = 0  # non-finite kinds: the forward tile whose first row takes the gate
     dt: str = "fp32"
 
     @property
     def id(self) -> str:
-        return (f"{self.backend}-{self.dt}-{self.kind}-T{self.T}-N{self.N}-h0{int(self.h0)}"
-                f"-rev{int(self.reverse)}-tile{self.tile}")
+        return (
+            f"{self.backend}-{self.dt}-{self.kind}-T{self.T}-N{self.N}-h0{int(self.h0)}"
+            f"-rev{int(self.reverse)}-tile{self.tile}"
+        )
 
 
 def _rows(N: int, direction: str = "forward") -> int:
@@ -67,19 +71,19 @@ def inputs(case: ZeroCase):
     gh = torch.randn(T, N, generator=g, dtype=torch.float64)
     if case.kind == "overflow":
         P = Q = T // 3
-        a[:P], a[T - Q:] = BIG, BIG
-        a[P], a[T - Q] = 0.0, 0.0                     # the backward's zero state, and the forward's
-        x[:P], x[T - Q:] = 0.0, 0.0
-        gh[:P], gh[T - Q:] = 0.0, 0.0
+        a[:P], a[T - Q :] = BIG, BIG
+        a[P], a[T - Q] = 0.0, 0.0  # the backward's zero state, and the forward's
+        x[:P], x[T - Q :] = 0.0, 0.0
+        gh[:P], gh[T - Q :] = 0.0, 0.0
     else:
         bad = float(case.kind)
-        kf = case.tile * _rows(N)                                          # forward tile's row 0
+        kf = case.tile * _rows(N)  # forward tile's row 0
         rb = _rows(N, "backward")
         jb = cuda_scan.plan(1, N, torch.float32, (), "backward").window + 2
-        kb = T - (jb if jb * rb < T else 1) * rb                          # backward tile's row 0
+        kb = T - (jb if jb * rb < T else 1) * rb  # backward tile's row 0
         assert 0 <= kf < T and 0 < kb < T
         a[kf], x[:kf] = bad, 0.0
-        a[kb], gh[kb:] = bad, 0.0                    # backward step T-kb's gate is a[kb]
+        a[kb], gh[kb:] = bad, 0.0  # backward step T-kb's gate is a[kb]
     if case.reverse:
         a, x, gh = (t.flip(0) for t in (a, x, gh))
     h0 = torch.zeros(N, dtype=torch.float64) if case.h0 else None
@@ -89,14 +93,26 @@ def inputs(case: ZeroCase):
 def cases() -> list[ZeroCase]:
     out = []
     for N, rev in ((33, False), (33, True), (32, True), (4, False), (1, False)):
-        T = 3 * max(_past_window(N), _past_window(N, "backward")) if N >= 32 else 3 * 3 * _rows(N) + 7
+        T = (
+            3 * max(_past_window(N), _past_window(N, "backward"))
+            if N >= 32
+            else 3 * 3 * _rows(N) + 7
+        )
         out.append(ZeroCase("cuda-scan", "overflow", T, N, h0=rev, reverse=rev))
     # Every zero state of the wide overflow cases covers a whole window and its base tile.
-    assert all(c.T // 3 > (p.window + 1) * p.rows for c in out if c.N >= 32
-               for p in (cuda_scan.plan(1, c.N, torch.float32, (), d) for d in ("forward", "backward")))
+    assert all(
+        c.T // 3 > (p.window + 1) * p.rows
+        for c in out
+        if c.N >= 32
+        for p in (cuda_scan.plan(1, c.N, torch.float32, (), d) for d in ("forward", "backward"))
+    )
     T, w = 2 * _past_window(33, "backward"), cuda_scan.plan(1, 33, torch.float32, ()).window
-    for kind, h0, rev, tile in (("inf", False, False, 0), ("nan", True, True, 0),
-                                ("-inf", False, True, w + 3), ("inf", True, False, w + 5)):
+    for kind, h0, rev, tile in (
+        ("inf", False, False, 0),
+        ("nan", True, True, 0),
+        ("-inf", False, True, w + 3),
+        ("inf", True, False, w + 5),
+    ):
         out.append(ZeroCase("cuda-scan", kind, T, 33, h0, rev, tile))
     out.append(ZeroCase("cuda-scan", "inf", 3 * _rows(1, "backward") + 1, 1, False, True, 0))
     out.append(ZeroCase("cuda-scan", "overflow", 3 * _past_window(33), 33, False, False, dt="bf16"))
@@ -111,8 +127,8 @@ def check(case: ZeroCase, device: str = "cpu") -> None:
     output that differs is named."""
     dtype = DTYPES[case.dt]
     a, x, h0, gh = (None if t is None else t.to(dtype) for t in inputs(case))
-    d = (lambda t: None if t is None else t.double())
-    with np.errstate(invalid="ignore"):                 # inf * 0 in the serial loop: NaN, as meant
+    d = lambda t: None if t is None else t.double()
+    with np.errstate(invalid="ignore"):  # inf * 0 in the serial loop: NaN, as meant
         ref = torch.from_numpy(reference.forward64(a, x, h0, case.reverse))
         rga, rgx, rgh0 = reference.backward(d(a), ref, d(h0), d(gh), case.reverse)
     if case.kind == "overflow":
@@ -125,7 +141,8 @@ def check(case: ZeroCase, device: str = "cpu") -> None:
     ga, gx, gh0 = mod.backward(a_, h_, h0_, gh_, case.reverse)
     wrong = []
     for name, out, r in (("h", h, ref), ("dx", gx, rgx), ("da", ga, rga)) + (
-            (("dh0", gh0, rgh0),) if case.h0 else ()):
+        (("dh0", gh0, rgh0),) if case.h0 else ()
+    ):
         try:
             assert_close(name, out.cpu(), r, **TOL[dtype])
         except AssertionError as e:

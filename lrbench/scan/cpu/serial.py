@@ -3,16 +3,17 @@
 The CPU counterpart of the paper's serial CUDA loop: one pass, reading a and x once and writing h
 once (12 bytes per fp32 element), so for many channels it runs at memory bandwidth; with one
 channel it is bound by the latency of the ``a * h + x`` chain (one per channel, N <= 8 of them in
-registers at once: ``_numba_chains``).
+registers at once: ``chains``).
 """
+
 from __future__ import annotations
 
-from . import _numba_chains as _ch
-from . import _numba_driver as _drv
-from . import _numba_serial as _rows
+from . import chains as _ch
+from . import driver as _drv
+from . import rows as _rows
 
 DTYPES, DEVICES = _drv.DTYPES, _drv.DEVICES
-# Channel counts where ``_numba_chains.scan_blocked`` beats the row kernel. Measured (fp32, one
+# Channel counts where ``chains.scan_blocked`` beats the row kernel. Measured (fp32, one
 # thread, intel-xeon-2c, blocks of 4 KiB; row kernel over blocked, medians of 3 rounds): N = 16
 # 1.25x at T = 2^18, 1.62x at T = 4096; N = 24 0.95x and 1.30x; N = 32 0.85x and 0.90x; N = 64 0.66x.
 BLOCKED = (16,)
@@ -33,8 +34,22 @@ def scan_range(o, a, x, h, n, c, hp=None, ga=None):
         scan(A, o.base(pa), X, o.base(px), H, o.base(ph), o.rs, n, o.N, c)
     else:
         (HP, php), (GA, pga) = hp, ga
-        scan_grad(A, o.base(pa), X, o.base(px), HP, o.base(php), H, o.base(ph),
-                  GA, o.base(pga), o.rs, n, o.N, c)
+        scan_grad(
+            A,
+            o.base(pa),
+            X,
+            o.base(px),
+            HP,
+            o.base(php),
+            H,
+            o.base(ph),
+            GA,
+            o.base(pga),
+            o.rs,
+            n,
+            o.N,
+            c,
+        )
 
 
 forward, backward = _drv.bind(scan_range)

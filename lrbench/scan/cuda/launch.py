@@ -1,11 +1,12 @@
-"""Loading and launching the CUDA kernels of ``kernels/*.cu`` through CuPy.
+"""Loading and launching the CUDA kernels of ``lrbench/scan/cuda/*.cu`` through CuPy.
 
 Sources are compiled on first use by ``lrbench.kernels.cubin`` (NVRTC, the flags of ``lrbench
 kernels``, cached on disk keyed on the source and every header it includes), loaded per device
 as ``cupy.RawModule(path=...)``, and launched on PyTorch's *current* stream. Tensors travel as
-raw device pointers (zero-copy; the callers allocate every output with torch and keep it alive), and every scalar is passed as the
-exact C type the kernel declares: CuPy checks neither.
+raw device pointers (zero-copy; the callers allocate every output with torch and keep it
+alive), and every scalar is passed as the exact C type the kernel declares: CuPy checks neither.
 """
+
 from __future__ import annotations
 
 import functools
@@ -13,7 +14,7 @@ import functools
 import numpy as np
 import torch
 
-from .. import kernels
+from ... import kernels
 
 SUFFIX = {torch.float32: "f32", torch.float64: "f64", torch.float16: "f16", torch.bfloat16: "bf16"}
 
@@ -58,6 +59,7 @@ def arch(device: int) -> str:
 @functools.cache
 def _module(name: str, device: int):
     import cupy
+
     with cupy.cuda.Device(device):
         return cupy.RawModule(path=str(kernels.cubin(name, arch(device))))
 
@@ -66,6 +68,7 @@ def _module(name: str, device: int):
 def function(name: str, entry: str, device: int):
     """Entry point ``entry`` of ``kernels/<name>.cu`` on ``device`` (compiled on first use)."""
     import cupy
+
     with cupy.cuda.Device(device):
         return _module(name, device).get_function(entry)
 
@@ -74,15 +77,17 @@ def function(name: str, entry: str, device: int):
 def _cupy_stream(handle: int, device: int):
     """CuPy's view of a torch stream (by its raw handle; cached, streams are few)."""
     import cupy
+
     try:
         return cupy.cuda.ExternalStream(handle, device)
-    except TypeError:                              # signature without the device
+    except TypeError:  # signature without the device
         return cupy.cuda.ExternalStream(handle)
 
 
 def launch(name: str, entry: str, device: torch.device, grid, block, args, smem: int = 0) -> None:
     """Launch ``entry`` of ``kernels/<name>.cu`` on the current torch stream of ``device``."""
     import cupy
+
     index = device.index if device.index is not None else torch.cuda.current_device()
     fn = function(name, entry, index)
     stream = torch.cuda.current_stream(index)

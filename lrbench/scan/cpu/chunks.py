@@ -1,17 +1,18 @@
-"""Numba kernels for cpu-chunked's many-channel chunks (flat buffers, see ``_numba_serial``), and
-the carries between chunks; few channels use the chain kernels of ``_numba_chains``.
+"""Numba kernels for cpu-chunked's many-channel chunks (flat buffers, see ``rows``), and
+the carries between chunks; few channels use the chain kernels of ``chains``.
 
 ``reduce``: a chunk's gate product P and its scan from 0, R (the paper's Algorithm 1, step 1);
 ``carries``: the carry entering each chunk, from the summaries of the chunks before it (step 2).
-P is flushed to zero once subnormal (see ``_numba_chains``).
+P is flushed to zero once subnormal (see ``chains``).
 """
+
 from __future__ import annotations
 
 import numba as nb
 import numpy as np
 
-from ._numba_chains import FLUSH, _ftz
-from ._numba_serial import _ahead, _prefetch, _row
+from .chains import FLUSH, _ftz
+from .rows import _ahead, _prefetch, _row
 
 
 @nb.njit(cache=True, nogil=True)
@@ -24,7 +25,8 @@ def reduce(a, ao, x, xo, rs, N, L, P, R, tiny):
         for p in range(b, min(b + FLUSH, L)):
             r, lines = _ahead(p, rs, L, N, a.itemsize)
             for n in lines:
-                _prefetch(a, ao + r + n); _prefetch(x, xo + r + n)
+                _prefetch(a, ao + r + n)
+                _prefetch(x, xo + r + n)
             ar, xr = _row(a, ao, p, rs, N), _row(x, xo, p, rs, N)
             for n in range(N):
                 pj[n] = pj[n] * ar[n]

@@ -3,6 +3,7 @@
 A scan runs over positions ``p = 0 .. T-1``; position p is time ``p`` (or ``T-1-p`` when reversed).
 An operand is its flat buffer plus the offset of position 0; all share the row stride ``rs``.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -12,6 +13,7 @@ import numpy as np
 
 class Order(NamedTuple):
     """Made on every call: a named tuple costs 0.2 us to make, a frozen dataclass 0.4 us."""
+
     T: int
     N: int
     reverse: bool
@@ -26,7 +28,7 @@ class Order(NamedTuple):
 
     def row(self, buf: np.ndarray, p: int) -> np.ndarray:
         b = self.base(p)
-        return buf[b:b + self.N]
+        return buf[b : b + self.N]
 
 
 def flat(t) -> np.ndarray:

@@ -3,15 +3,22 @@
 Not a benchmark subject. Computes in float64 on the CPU with NumPy and returns the input's dtype and
 device; pass float64 inputs to get float64 results.
 """
+
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from ._common import into
+from .scan._common import into
 
-DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.complex64,
-          torch.complex128)
+DTYPES = (
+    torch.float16,
+    torch.bfloat16,
+    torch.float32,
+    torch.float64,
+    torch.complex64,
+    torch.complex128,
+)
 DEVICES = None  # any: inputs are copied to the CPU
 
 
@@ -27,7 +34,7 @@ def forward64(a, x, h0, reverse):
     T, N = a.shape
     h = np.empty((T, N), dtype=a.dtype)
     c = _np64(h0) if h0 is not None else np.zeros(N, dtype=a.dtype)
-    for t in (range(T - 1, -1, -1) if reverse else range(T)):
+    for t in range(T - 1, -1, -1) if reverse else range(T):
         c = a[t] * c + x[t]
         h[t] = c
     return h
@@ -55,5 +62,10 @@ def backward(a, h, h0, gh, reverse):
     gh0 = an[first] * g[first] if h0 is not None else None
 
     def back(v, like):
-        return None if v is None else torch.from_numpy(np.ascontiguousarray(v)).to(like.device, like.dtype)
+        return (
+            None
+            if v is None
+            else torch.from_numpy(np.ascontiguousarray(v)).to(like.device, like.dtype)
+        )
+
     return back(ga, a), back(g, gh), back(gh0, a)

@@ -6,6 +6,7 @@ position of its first element): ``h = scan(a, x)`` from carry ``c`` (updated in 
 ``g[p] = a[p-1] g[p-1] + gh[p]``, ``ga[p] = g[p] h_prev[p]`` with ``h_prev[p] = h[p+1]`` (``h0`` at
 the end); the first and last positions are done here row-wise, the rest by the engine in one pass.
 """
+
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -13,7 +14,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from ._flat import Order, flat
+from .flat import Order, flat
 
 DTYPES = (torch.float32, torch.float64, torch.complex64, torch.complex128)
 DEVICES = ("cpu",)
@@ -34,7 +35,7 @@ def backward(engine, a, h, h0, gh, reverse):
     A, H, GH, GA, G = flat(a), flat(h), flat(gh), flat(ga), flat(gx)
     h0n = h0.detach().numpy() if h0 is not None else np.zeros(N, A.dtype)
     o = Order(T, N, not reverse)
-    c = o.row(GH, 0).copy()                               # g at position 0
+    c = o.row(GH, 0).copy()  # g at position 0
     o.row(G, 0)[:] = c
     o.row(GA, 0)[:] = c * (o.row(H, 1) if T > 1 else h0n)
     if T > 2:
@@ -57,4 +58,5 @@ def bind(scan_range):
 
     def bwd(a, h, h0, gh, reverse):
         return backward(engine, a, h, h0, gh, reverse)
+
     return fwd, bwd

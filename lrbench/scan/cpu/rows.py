@@ -7,7 +7,7 @@ views therefore cost nothing, and all index arithmetic is int64 (numba's ``intp`
 ``scan``:      h[p] = a[p] * h[p-1] + x[p], from the carry ``c`` (updated in place).
 ``scan_grad``: the same recurrence for the backward's g, plus ``ga[p] = g[p] * hp[p]``.
 These loop over a runtime N with the carries in memory; for N <= 8 the serial backend uses the
-chain kernels of ``_numba_chains`` instead, which keep them in registers.
+chain kernels of ``chains`` instead, which keep them in registers.
 
 A row is computed into the carries first and stored to h in a second loop, so that no loop both
 loads a and x and stores h. Interleaved, the three streams ran at 0.60-0.71 of a one-core copy's
@@ -20,6 +20,7 @@ follows that saw-tooth badly (N = 256, T = 2^16, one thread: 1.4-1.65x the forwa
 1.04x with the data in L2), so the row ``PREFETCH_BYTES`` ahead in processing order is prefetched
 (1.11-1.17x; 4-32 KiB ahead all measured alike; a write-intent prefetch was no better).
 """
+
 from __future__ import annotations
 
 import numba as nb
@@ -27,19 +28,24 @@ from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
-PREFETCH_BYTES = 8192    # how far ahead a reversed scan prefetches, per operand
+PREFETCH_BYTES = 8192  # how far ahead a reversed scan prefetches, per operand
 
 
 @intrinsic
 def _prefetch(typingctx, arr, idx):
     """Hint the caches to fetch ``arr[idx]`` (llvm.prefetch: read, keep in every level)."""
+
     def codegen(context, builder, signature, args):
         data = context.make_array(arr)(context, builder, args[0]).data
         i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
         fn = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]), "llvm.prefetch.p0")
-        builder.call(fn, [builder.bitcast(builder.gep(data, [args[1]]), i8p), i32(0), i32(3), i32(1)])
+            builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]), "llvm.prefetch.p0"
+        )
+        builder.call(
+            fn, [builder.bitcast(builder.gep(data, [args[1]]), i8p), i32(0), i32(3), i32(1)]
+        )
         return context.get_dummy_value()
+
     return types.void(arr, types.intp), codegen
 
 
@@ -55,12 +61,12 @@ def _ahead(p, rs, T, N, itemsize):
 def _row(buf, base, p, rs, N):
     """The N channels of position p."""
     r = base + p * rs
-    return buf[r:r + N]
+    return buf[r : r + N]
 
 
 @nb.njit(cache=True, nogil=True)
 def scan(a, ao, x, xo, h, ho, rs, T, N, c):
-    if N == 1:                                   # one chain: the carry in a register
+    if N == 1:  # one chain: the carry in a register
         v = c[0]
         for p in range(T):
             v = a[ao + p * rs] * v + x[xo + p * rs]
@@ -70,11 +76,13 @@ def scan(a, ao, x, xo, h, ho, rs, T, N, c):
     for p in range(T):
         r, lines = _ahead(p, rs, T, N, a.itemsize)
         for n in lines:
-            _prefetch(a, ao + r + n); _prefetch(x, xo + r + n); _prefetch(h, ho + r + n)
+            _prefetch(a, ao + r + n)
+            _prefetch(x, xo + r + n)
+            _prefetch(h, ho + r + n)
         ar, xr, hr = _row(a, ao, p, rs, N), _row(x, xo, p, rs, N), _row(h, ho, p, rs, N)
         for n in range(N):
             c[n] = ar[n] * c[n] + xr[n]
-        for n in range(N):                       # stored in a loop of its own: see the docstring
+        for n in range(N):  # stored in a loop of its own: see the docstring
             hr[n] = c[n]
 
 
@@ -91,8 +99,11 @@ def scan_grad(a, ao, x, xo, hp, hpo, g, go, ga, gao, rs, T, N, c):
     for p in range(T):
         r, lines = _ahead(p, rs, T, N, a.itemsize)
         for n in lines:
-            _prefetch(a, ao + r + n); _prefetch(x, xo + r + n); _prefetch(hp, hpo + r + n)
-            _prefetch(g, go + r + n); _prefetch(ga, gao + r + n)
+            _prefetch(a, ao + r + n)
+            _prefetch(x, xo + r + n)
+            _prefetch(hp, hpo + r + n)
+            _prefetch(g, go + r + n)
+            _prefetch(ga, gao + r + n)
         ar, xr, pr = _row(a, ao, p, rs, N), _row(x, xo, p, rs, N), _row(hp, hpo, p, rs, N)
         gr, gar = _row(g, go, p, rs, N), _row(ga, gao, p, rs, N)
         for n in range(N):

@@ -10,6 +10,7 @@ One knob: the cores are torch's thread count (``torch.set_num_threads``, or
 ``lrbench.set_num_threads``), like every other torch CPU op. Numba's threading layer is never
 started (no kernel uses ``prange``), so its pool neither spins nor competes with torch's.
 """
+
 from __future__ import annotations
 
 import os
@@ -20,7 +21,7 @@ import torch
 
 LOCK = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
-MAX_HELPERS = 1024          # a bound, not a pool size: threads start only when tasks need them
+MAX_HELPERS = 1024  # a bound, not a pool size: threads start only when tasks need them
 
 
 def cores() -> int:
@@ -35,7 +36,7 @@ def _helpers() -> ThreadPoolExecutor:
     return _pool
 
 
-def _forget_helpers() -> None:          # a forked child has none of its parent's threads
+def _forget_helpers() -> None:  # a forked child has none of its parent's threads
     global _pool, LOCK
     _pool, LOCK = None, threading.Lock()
 

@@ -1,12 +1,12 @@
 """``cpu-chunked``: the paper's Algorithm 1 on the CPU cores (reduce, scan of carries, re-scan).
 
 The sequence is processed in tiles of about ``TILE_BYTES`` per operand, each cut into chunks for
-P cores (``_threads``: the calling thread and helpers; ``torch.set_num_threads`` sets P). Positions
+P cores (``threads``: the calling thread and helpers; ``torch.set_num_threads`` sets P). Positions
 left over after the chunks run serially. Two schedules:
 
 * **Chains** (fewer than ``CHAINS_BELOW`` channels, not a multiple of W): every (chunk, channel)
   chain is bound by the latency of ``a * h + x``, so C chunks give each core W = 8 chains to
-  interleave in registers (``_numba_chains``). Every core reduces its chains, the carries are
+  interleave in registers (``chains``). Every core reduces its chains, the carries are
   scanned, every core re-scans its chains: the paper's three passes, two hand-offs a tile.
 * **Pipeline** (a multiple of W channels, or ``CHAINS_BELOW`` and more): the scan runs at memory
   bandwidth, so every pass over the data counts. Chunk 0 has L0 positions and chunks 1..P have L:
@@ -20,6 +20,7 @@ left over after the chunks run serially. Two schedules:
   N = 8: 1.22 / 1.28 / 1.32 / 1.26 / 1.24 / 1.19 / 1.13; N = 16: 1.22 / 1.28 / 1.33 / 1.36 /
   1.37 / 1.31 / 1.19; N = 256: 1.24 / 1.29 / 1.33 / 1.30 / 1.29 / 1.24 / 1.16.
 """
+
 from __future__ import annotations
 
 import threading
@@ -28,19 +29,19 @@ from math import gcd
 
 import numpy as np
 
-from . import _numba_chains as _ch
-from . import _numba_chunked as _k
-from . import _threads
-from . import _numba_driver as _drv
-from . import cpu_serial as _serial
+from . import chains as _ch
+from . import chunks as _k
+from . import driver as _drv
+from . import serial as _serial
+from . import threads as _threads
 
 DTYPES, DEVICES = _drv.DTYPES, _drv.DEVICES
 # per operand and tile. A tile costs at least one hand-off to the helper threads (about 85 us on
 # intel-xeon-2c), so tiles are large; the re-scan then reads a and x back from memory, not cache.
 TILE_BYTES = 64 << 20
-MIN_CHUNK_BYTES = 4096    # below this a chunk is not worth a thread
-CHAINS_BELOW = 16         # channels
-HEAD = 2 / 3              # L0 / L, the pipeline's chunk 0 against the others
+MIN_CHUNK_BYTES = 4096  # below this a chunk is not worth a thread
+CHAINS_BELOW = 16  # channels
+HEAD = 2 / 3  # L0 / L, the pipeline's chunk 0 against the others
 
 
 def pipelined(N: int) -> bool:
@@ -84,8 +85,10 @@ def scan_range(o, a, x, h, n, c, hp=None, ga=None):
         while q0 < n:
             m = min(tile, n - q0)
             at = partial(_at, s=q0)
-            done = (_pipeline if pipelined(o.N) else _chains)(o, at(a), at(x), at(h), m, c, at(hp), at(ga))
-            if done < m:                 # the rest of the tile, serially
+            done = (_pipeline if pipelined(o.N) else _chains)(
+                o, at(a), at(x), at(h), m, c, at(hp), at(ga)
+            )
+            if done < m:  # the rest of the tile, serially
                 at = partial(_at, s=q0 + done)
                 _serial.scan_range(o, at(a), at(x), at(h), m - done, c, at(hp), at(ga))
             q0 += m
@@ -104,14 +107,18 @@ def _chains(o, a, x, h, m, c, hp, ga):
     tiny = np.finfo(A.dtype).tiny
     G, cores = (Q + _ch.W - 1) // _ch.W, _threads.cores()
     shares = [(G * t // cores, G * (t + 1) // cores) for t in range(cores)]
-    _threads.run([partial(_ch.reduce, A, ba, X, bx, rs, N, L, Q, P.reshape(-1), R.reshape(-1), tiny, *g)
-                  for g in shares])
+    _threads.run(
+        [
+            partial(_ch.reduce, A, ba, X, bx, rs, N, L, Q, P.reshape(-1), R.reshape(-1), tiny, *g)
+            for g in shares
+        ]
+    )
     first = A[np.add.outer([o.base(pa + j * L) for j in range(C)], np.arange(N))]
     c0 = c.copy()
     exact = _k.carries(P, R, first, c, cin, tiny / np.finfo(A.dtype).eps)
     if not (exact and np.isfinite(cin).all() and np.isfinite(c).all()):
         # A chunk's gate product overflowed under a nonzero state, or an input is not finite,
-        # or a flushed product met a vanishing state (see _numba_chunked.carries): the carries
+        # or a flushed product met a vanishing state (see chunks.carries): the carries
         # may differ from the serial loop's, so the tile runs serially.
         c[:] = c0
         return 0
@@ -120,8 +127,28 @@ def _chains(o, a, x, h, m, c, hp, ga):
         tasks = [partial(_ch.rescan, A, ba, X, bx, H, bh, rs, N, L, Q, cin, *g) for g in shares]
     else:
         (HP, php), (GA, pga) = hp, ga
-        tasks = [partial(_ch.rescan_grad, A, ba, X, bx, HP, o.base(php), H, bh, GA, o.base(pga),
-                         rs, N, L, Q, cin, *g) for g in shares]
+        tasks = [
+            partial(
+                _ch.rescan_grad,
+                A,
+                ba,
+                X,
+                bx,
+                HP,
+                o.base(php),
+                H,
+                bh,
+                GA,
+                o.base(pga),
+                rs,
+                N,
+                L,
+                Q,
+                cin,
+                *g,
+            )
+            for g in shares
+        ]
     _threads.run(tasks)
     return C * L
 
@@ -166,11 +193,11 @@ def _pipeline(o, a, x, h, m, c, hp, ga):
     relay = CarryRelay(cores)
     out = []
 
-    def span(s, n, cc):                  # positions [s, s + n), serially from carry cc
+    def span(s, n, cc):  # positions [s, s + n), serially from carry cc
         at = partial(_at, s=s)
         _serial.scan_range(o, at(a), at(x), at(h), n, cc, at(hp), at(ga))
 
-    def head():                          # core 0: chunks 0 and 1
+    def head():  # core 0: chunks 0 and 1
         done = None
         try:
             span(0, L0, c)
@@ -179,7 +206,7 @@ def _pipeline(o, a, x, h, m, c, hp, ga):
             relay.put(0, done)
         span(L0, L, c)
 
-    def link(i):                         # core i >= 1: chunk i reduced, chunk i + 1 scanned
+    def link(i):  # core i >= 1: chunk i reduced, chunk i + 1 scanned
         s = L0 + (i - 1) * L
         good = None
         try:
@@ -189,9 +216,12 @@ def _pipeline(o, a, x, h, m, c, hp, ga):
             if cin is not None:
                 cc = cin.copy()
                 first = A[o.base(pa + s) + np.arange(N)].reshape(1, N)
-                if (_k.carries(P, R, first, cc, np.empty((1, N), dtype), tiny / np.finfo(dtype).eps)
-                        and np.isfinite(cin).all() and np.isfinite(cc).all()):
-                    good = cc            # else (see _chains) the rest is scanned serially
+                if (
+                    _k.carries(P, R, first, cc, np.empty((1, N), dtype), tiny / np.finfo(dtype).eps)
+                    and np.isfinite(cin).all()
+                    and np.isfinite(cc).all()
+                ):
+                    good = cc  # else (see _chains) the rest is scanned serially
         finally:
             relay.put(i, good)
         if good is not None:
@@ -201,7 +231,7 @@ def _pipeline(o, a, x, h, m, c, hp, ga):
 
     _threads.run([head] + [partial(link, i) for i in range(1, cores)])
     if not out:
-        return L0 + L                    # c is exact up to here: core 0 scanned it
+        return L0 + L  # c is exact up to here: core 0 scanned it
     c[:] = out[0]
     return L0 + cores * L
 
@@ -210,7 +240,7 @@ def _reduce(o, a, x, s, L, P, R, tiny):
     """P, R <- gate product and scan from 0 of positions [s, s + L)."""
     (A, pa), (X, px) = a, x
     ba, bx = o.base(pa + s), o.base(px + s)
-    if o.N < CHAINS_BELOW:               # whole groups of W adjacent channels
+    if o.N < CHAINS_BELOW:  # whole groups of W adjacent channels
         _ch.reduce(A, ba, X, bx, o.rs, o.N, L, o.N, P, R, tiny, 0, o.N // _ch.W)
     else:
         _k.reduce(A, ba, X, bx, o.rs, o.N, L, P, R, tiny)
