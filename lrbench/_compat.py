@@ -12,6 +12,11 @@ feature that needs it falls back to the public path: correct, only slower.
   W lanes into one vector). Needs ``NUMBA_SLP``; without any of them the kernel is returned as it
   is (compiled without the flag).
 
+* ``transforms_active`` and ``is_batched``: whether a packed call runs under a torch.func
+  transform or forward-mode AD (then each sequence is scanned alone), and whether an offsets tensor
+  is batched by vmap. Need ``TORCH_TRANSFORMS``; without them a packed call always scans each
+  sequence alone (correct everywhere) and a batched offsets tensor meets vmap's own error.
+
 ``tests/test_compat.py`` fails by name when a pinned torch or Numba lacks one of these.
 """
 
@@ -124,6 +129,29 @@ def build_direct(get=lookup, missing: dict = MISSING):
 
 
 direct = build_direct()
+
+TORCH_TRANSFORMS = ("torch._C._functorch.is_batchedtensor",)
+
+
+def _build_transforms(get=lookup, missing: dict = MISSING):
+    """(transforms_active, is_batched) from the internals, or their safe fallbacks."""
+    found = _resolve(
+        TORCH_DIRECT[:1] + TORCH_DIRECT[4:] + TORCH_TRANSFORMS, get, missing, lambda name, obj: None
+    )
+    if found is None:
+        return (lambda: True), (lambda t: False)
+    functorch_active = found[TORCH_DIRECT[0]]
+    forward_ad = get(TORCH_DIRECT[4].rpartition(".")[0])
+    is_batched = found[TORCH_TRANSFORMS[0]]
+
+    def transforms_active() -> bool:
+        """A torch.func transform (vmap, grad, jvp) or forward-mode AD is active."""
+        return functorch_active() or forward_ad._current_level >= 0
+
+    return transforms_active, is_batched
+
+
+transforms_active, is_batched = _build_transforms()
 
 
 def build_slp(get=lookup, missing: dict = MISSING):

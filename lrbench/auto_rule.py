@@ -58,6 +58,8 @@ import json
 import math
 from pathlib import Path
 
+import torch
+
 TABLE = Path(__file__).with_name("auto_cpu.json")
 BENCHMARK = "bench_cpu.CPUGrid.time_scan"
 NS = (1, 2, 4, 8, 16, 64, 256, 4096)  # the N of CPUGrid: where a derived table is shown
@@ -170,8 +172,9 @@ def _start(N: int) -> int | None:
 
 
 def chunked_wins(T: int, N: int) -> bool:
+    """Whether cpu-chunked is chosen at (T, N): never on one thread (``set_num_threads(1)``)."""
     start = _start(N)
-    return start is not None and T >= start
+    return start is not None and T >= start and torch.get_num_threads() > 1
 
 
 def reset() -> None:

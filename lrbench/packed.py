@@ -29,6 +29,7 @@ import math
 
 import torch
 
+from ._compat import is_batched, transforms_active
 from .op import auto_backend, direct, forward, scan, scan_out_op
 from .scan._common import shifted_gates
 
@@ -70,7 +71,7 @@ def check_cu_seqlens(cu, total_T: int, device: torch.device) -> torch.Tensor:
             f"argument 'cu_seqlens' must be a torch.Tensor of int64 offsets; got "
             f"{type(cu).__name__}"
         )
-    if torch._C._functorch.is_batchedtensor(cu):
+    if is_batched(cu):
         raise ValueError(
             "argument 'cu_seqlens' cannot be batched by torch.func.vmap (one split "
             "for the whole batch); got a batched tensor: pass it with in_dims None"
@@ -122,7 +123,7 @@ def packed(a, x, h0, cu: torch.Tensor, reverse: bool, backend: str) -> torch.Ten
     """The packed scan over validated offsets ``cu``: one call (and the boundary check), or every
     sequence alone under torch.func transforms and forward-mode AD."""
     run = _kernel(reverse, backend)
-    if torch._C._are_functorch_transforms_active() or torch.autograd.forward_ad._current_level >= 0:
+    if transforms_active():
         return _alone(a, x, h0, cu, run)
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (a, x, h0)):
         return _Packed.apply(a, x, h0, cu, reverse, backend)
@@ -149,7 +150,7 @@ def _whole(backend: str, a) -> bool:
 
 def _into(out, a, x, h0, cu, reverse: bool, backend: str) -> torch.Tensor:
     """``packed`` written into ``out`` (time-major, x's shape)."""
-    if torch._C._are_functorch_transforms_active():
+    if transforms_active():
         return out.copy_(_alone(a, x, h0, cu, _kernel(reverse, backend)))
     at, xt = reset_at_starts(a, x, h0, cu, reverse)
     if direct(at, xt, out):

@@ -81,7 +81,7 @@ _P = "lrbench.scan."
 register("reference", "lrbench.reference", "float64 serial loop in NumPy; the ground truth")
 register("torch-loop", _P + "torch_loop", "naive PyTorch loop over T (any device)")
 register("cpu-serial", _P + "cpu.serial", "compiled (Numba) serial scan, vectorised over channels")
-register("cpu-chunked", _P + "cpu.chunked", "paper's Algorithm 1 on CPU cores (Numba threads)")
+register("cpu-chunked", _P + "cpu.chunked", "paper's Algorithm 1 on CPU cores (helper threads)")
 register("torch-assoc", _P + "torch_assoc", "torch's generic associative_scan (eager)")
 register("log-space", _P + "log_space", "Heinsen's logcumsumexp trick; needs a > 0")
 register("cuda-serial", _P + "cuda.serial", "serial CUDA loop, a thread per channel (paper's SLR)")

@@ -353,16 +353,36 @@ def train(args) -> dict:
             }
         )
     _check_backend(args.scan_backend)
-    lock = _lock(Path(args.out), create=not args.resume)
+    lock = _agreed(seqpar, lambda: _lock(Path(args.out), create=not args.resume), undo=_unlock)
     try:
         return _train(args, dev, run_step, seqpar)
     finally:
         _unlock(lock)
 
 
+def _agreed(seqpar, local, undo=None):
+    """``local()``, a step each rank takes alone; under --sequence-parallel the ranks then agree,
+    so a failure on one rank is the same one-line error on every rank, not a wait for it
+    (``undo(result)`` on the ranks whose own step had succeeded)."""
+    if seqpar is None:
+        return local()
+    result, problem = None, None
+    try:
+        result = local()
+    except Exception as e:  # noqa: BLE001 - reported on every rank by agree()
+        problem = " ".join(str(e).split()) or type(e).__name__
+    try:
+        seqpar.agree(problem)
+    except Failure:
+        if undo is not None and result is not None:
+            undo(result)
+        raise
+    return result
+
+
 def _train(args, dev, run_step, seqpar) -> dict:
     """``train`` once OUT is locked."""
-    ck, ck_path, changed = _start(args, dev, seqpar)
+    ck, ck_path, changed = _agreed(seqpar, lambda: _start(args, dev, seqpar))
     out = Path(args.out)
     metrics_path = out / "metrics.jsonl"
     for name in RUN_FILES:  # temporary files of a killed run

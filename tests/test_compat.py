@@ -19,7 +19,9 @@ _compat.numba_probed()
 
 
 @pytest.mark.parametrize(
-    "name", _compat.TORCH_DIRECT + _compat.NUMBA_SLP, ids=_compat.TORCH_DIRECT + _compat.NUMBA_SLP
+    "name",
+    _compat.TORCH_DIRECT + _compat.TORCH_TRANSFORMS + _compat.NUMBA_SLP,
+    ids=_compat.TORCH_DIRECT + _compat.TORCH_TRANSFORMS + _compat.NUMBA_SLP,
 )
 def test_internal_exists(name):
     assert name not in _compat.MISSING, (
@@ -123,6 +125,7 @@ def test_chain_kernel_is_slp_wrapped():
 
 
 @pytest.mark.skipif(bool(os.environ.get("NUMBA_SLP_VECTORIZE")), reason="NUMBA_SLP_VECTORIZE set")
+@pytest.mark.skipif("avx2" not in open("/proc/cpuinfo").read(), reason="no AVX2: 8 lanes need it")
 def test_chain_kernel_vectorises_on_8_float_lanes():
     """With the shim's slp the W = 8 lanes are one ``<8 x float>``; without it (the fallback) the
     same kernel has no float vector at all, so this test tells the two apart."""

@@ -353,3 +353,16 @@ def test_ranks_without_a_common_step_all_fail_saying_what_each_holds(monkeypatch
     )
     held[1:] = [([8, 4], []), ([4], ["r2: empty"])]
     assert seqpar.common_step([8, 4], []) == 4
+
+
+def test_sequence_parallel_a_start_refused_on_one_rank_is_refused_on_every_rank(tmp_path):
+    """Rank 0's --out holds an earlier run (no --overwrite), rank 1's is empty: before, rank 0
+    raised alone and rank 1 waited in the first exchange for gloo's 30-minute timeout; now every
+    rank ends at once with the same one-line error."""
+    out = tmp_path / "sp"
+    train(parser().parse_args([*SP, "--out", str(out), "--max-steps", "2"]))
+    (out / "rank1").mkdir()
+    run = _torchrun(out, "--max-steps", "4")
+    assert run.returncode != 0
+    lines = [line for line in run.stderr.splitlines() if "already holds a run" in line]
+    assert len(lines) >= 2 and "rank 0:" in lines[0], run.stderr[-3000:]

@@ -110,6 +110,16 @@ class SequenceParallel:
             raise Failure(f"--resume: no checkpoint step that every rank can load ({held})")
         return step
 
+    def agree(self, problem: str | None) -> None:
+        """Every rank's verdict on a step it took alone (None: fine), gathered: a Failure on every
+        rank, naming each failing rank, when any failed; so no rank goes on to wait for the others
+        in an exchange they will never reach (a busy --out on one rank, say)."""
+        every: list = [None] * self.world
+        dist.all_gather_object(every, problem)
+        bad = [f"rank {r}: {p}" for r, p in enumerate(every) if p]
+        if bad:
+            raise Failure("; ".join(bad))
+
     def attach(self, model: torch.nn.Module) -> None:
         set_sequence_parallel(model, dist.group.WORLD)
 

@@ -66,7 +66,7 @@ def _module(name: str, device: int):
 
 @functools.cache
 def function(name: str, entry: str, device: int):
-    """Entry point ``entry`` of ``kernels/<name>.cu`` on ``device`` (compiled on first use)."""
+    """Entry point ``entry`` of ``<name>.cu`` on ``device`` (compiled on first use)."""
     import cupy
 
     with cupy.cuda.Device(device):
@@ -85,7 +85,7 @@ def _cupy_stream(handle: int, device: int):
 
 
 def launch(name: str, entry: str, device: torch.device, grid, block, args, smem: int = 0) -> None:
-    """Launch ``entry`` of ``kernels/<name>.cu`` on the current torch stream of ``device``."""
+    """Launch ``entry`` of ``<name>.cu`` on the current torch stream of ``device``."""
     import cupy
 
     index = device.index if device.index is not None else torch.cuda.current_device()

@@ -261,7 +261,7 @@ __device__ __forceinline__ Tile make_tile(i64 T, i64 N, int reverse, int CB, int
 
 // Dynamic shared memory: TILES padded tiles of the block's R x CB elements, then the slices' scan
 // (sA, sH: S x CB), the look-back's runs (lA, lH: S x CB) and the tile carries (sC: CB).
-// Plan.smem_bytes in cuda_scan.py mirrors this.
+// Plan.smem_bytes in scan.py mirrors this.
 template <typename A, int TILES, int L> struct Smem {
     A* t[TILES];
     A *sA, *sH, *lA, *lH, *sC;

@@ -1,4 +1,4 @@
-// A CPU emulation of the CUDA features kernels/*.cu use, so that the unmodified sources compile with
+// A CPU emulation of the CUDA features lrbench/scan/cuda/*.cu use, so that the unmodified sources compile with
 // g++ and run on the host (tests/emulation/emu.py builds and drives it; tests/test_emulation.py).
 //
 // Model: every CUDA thread is a fiber with its own stack; a block's fibers run on one host thread,
