@@ -364,5 +364,5 @@ def test_sequence_parallel_a_start_refused_on_one_rank_is_refused_on_every_rank(
     (out / "rank1").mkdir()
     run = _torchrun(out, "--max-steps", "4")
     assert run.returncode != 0
-    lines = [line for line in run.stderr.splitlines() if "already holds a run" in line]
-    assert len(lines) >= 2 and "rank 0:" in lines[0], run.stderr[-3000:]
+    # both ranks print it (torchrun may interleave their lines)
+    assert run.stderr.count("error: rank 0: --out") >= 2, run.stderr[-3000:]
