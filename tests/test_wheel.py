@@ -3,6 +3,7 @@ kernels` (its CUDA sources are package data) and `lrbench perfcheck --help`; it 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -107,3 +108,17 @@ def test_an_installed_wheel_compiles_its_kernels(installed):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "scan_forward" in done.stdout or "serial" in done.stdout, done.stdout
+
+
+def test_an_installed_wheel_finds_its_own_thresholds(installed):
+    """perfcheck's thresholds come from the installed package, not from a checkout beside it."""
+    _, site, elsewhere = installed
+    code = (
+        "import json, lrbench.perfcheck as p; print(json.dumps([p.__file__, str(p.THRESHOLDS), "
+        "sorted(p.load()['machines'])]))"
+    )
+    done = _run(site, elsewhere, "-c", code)
+    assert done.returncode == 0, done.stderr
+    module, path, machines = json.loads(done.stdout)
+    assert Path(module).parent == Path(path).parent == site / "lrbench", (module, path)
+    assert "benchmarks" not in path and "intel-xeon-2c" in machines
