@@ -26,26 +26,12 @@ from pathlib import Path
 import pytest
 
 from lrbench import asv_results as ar
+from test_report import COLUMNS  # asv's result columns
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "asv.conf.json"
 VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
 PYTHON = str(VENV_PYTHON if VENV_PYTHON.exists() else Path(sys.executable))
-COLUMNS = [
-    "result",
-    "params",
-    "version",
-    "started_at",
-    "duration",
-    "stats_ci_99_a",
-    "stats_ci_99_b",
-    "stats_q_25",
-    "stats_q_75",
-    "stats_number",
-    "stats_repeat",
-    "samples",
-    "profile",
-]
 REG = "bench_regression.Regression.time_scan"
 CASES = ["'cpu-serial T=65536 N=256 out'", "'auto T=16 N=1 fresh'"]
 

@@ -21,25 +21,9 @@ from lrbench import atomic, checkpoint, cli
 from lrbench.options import Failure
 from lrbench import train as train_module
 from lrbench.train import parser, train
+from test_train import TINY  # the same tiny model
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY = [
-    "--model",
-    "gilr",
-    "--T",
-    "8",
-    "--p",
-    "4",
-    "--hidden",
-    "4",
-    "--layers",
-    "1",
-    "--batch",
-    "2",
-    "--scan-backend",
-    "torch-loop",
-    "--quiet",
-]
 
 
 def _args(out, *extra):
