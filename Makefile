@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test,bench]'
 	touch $(STAMP)
 
-.PHONY: bench test perf asv-machine
+.PHONY: bench test perf asv-machine peers
 # The machine's name only: asv stores just the fields that differ from its own defaults, and every
 # field stored goes into each result's params, where `asv publish` would split the history by it.
 asv-machine: $(STAMP)
@@ -31,6 +31,27 @@ asv-machine: $(STAMP)
 bench: asv-machine
 	$(PY) -m lrbench.asv_results bench --python $(abspath $(PY)) --launch-method $(LAUNCH) \
 	  $(if $(FULL),--full,$(if $(BENCH),-b '$(BENCH)'))
+	$(VENV)/bin/lrbench report
+
+# `make peers`: the peers of benchmarks/bench_peers.py beside auto, in two environments (about
+# 6 min, 3.5 GB of downloads on a fresh machine): .venv with jax and torchlpc built from its sdist
+# against torch 2.13 (C++/OpenMP; a compiler is needed), and $(PEERS_VENV) with torch 2.14.1, which
+# philtorch's wheels require (and torchlpc's prebuilt wheel, built for 2.14). Each environment's
+# rows are a history of their own (its torch is in the name); `lrbench report` tables them.
+PEERS_VENV ?= .venv-peers
+PEERS_PINS := jax==0.10.2 jaxlib==0.10.2 numpy==2.4.6 numba==0.68.1 pandas==3.1.1 \
+  matplotlib==3.11.2 tqdm==4.70.1 asv==0.6.6 asv-runner==0.3.2
+peers: asv-machine
+	$(PY) -m pip install -q -e '.[peers]'
+	$(PY) -m pip install -q --no-deps --no-build-isolation torchlpc==0.7.2
+	test -x $(PEERS_VENV)/bin/python || python3 -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/pip install -q torch==2.14.1 philtorch==0.7.0 torchlpc-wheels==0.8.0.214 \
+	  $(PEERS_PINS)
+	$(PEERS_VENV)/bin/pip install -q --no-deps -e .
+	$(PY) -m lrbench.asv_results bench --python $(abspath $(PY)) --launch-method $(LAUNCH) \
+	  -b '^bench_peers\.'
+	$(PY) -m lrbench.asv_results bench --python $(abspath $(PEERS_VENV))/bin/python \
+	  --launch-method $(LAUNCH) -b '^bench_peers\.'
 	$(VENV)/bin/lrbench report
 
 test: $(STAMP)

@@ -61,7 +61,8 @@ REFERENCE_MACHINE = "intel-xeon-2c"  # whose durations estimate a machine withou
 # and README use: the fp32 out= forward grid of the serial/parallel pairs (speedup-vs-length
 # chart, scan table), scan time over copy time and copy time (bandwidth chart), Table 1 and Table 2
 # and the heatmap, the Regression subset (history chart), every bench_cpu row (auto's rule from
-# CPUGrid, AutoVsBest, ReverseOverForward, AllCoresOverOne, FirstTouch), peers, memory, packed.
+# CPUGrid, AutoVsBest, ReverseOverForward, AllCoresOverOne, FirstTouch), the CPU kernel ladder
+# (bench_kernels: the kernels table), peers, memory, packed.
 # GPU points are listed too: on a CPU machine they are n/a at once. Left out (``--full``, i.e.
 # ``make bench FULL=1``): bfloat16, fresh outputs and the slow generic backends (torch-loop,
 # torch-assoc, log-space) of ScanForward, all of ScanForwardBackward, the slow backends of
@@ -72,9 +73,9 @@ DEFAULT_SUBSET = [
     rf"^bench_scan\.ScanForward\.time_forward\('({PAIRS})', \d+, \d+, 'float32', 'out'\)$",
     rf"^bench_bandwidth\.ScanBandwidth\.track_\w+\('({PAIRS})', ",
     r"^bench_bandwidth\.Copy\.",
-    r"^bench_peers\.Peers\.time_forward\('(auto|jax-scan|jax-associative-scan|torchlpc)', ",
+    r"^bench_peers\.Peers\.time_forward\('(auto|jax-scan|jax-associative-scan|torchlpc|philtorch)', ",
     r"^bench_peers\.AutoVsPeers\.",
-    r"^bench_(cpu|paper|models|regression|memory|packed|compare)\.",
+    r"^bench_(cpu|kernels|paper|models|regression|memory|packed|compare)\.",
 ]
 FIXED_SECONDS = 25.0  # asv's discovery (imports torch) and its forkserver start
 
@@ -752,6 +753,14 @@ def describe(index, chosen, est, total) -> str:
 
 
 GRID = "bench_cpu.CPUGrid.time_scan"
+# Benchmark classes timed again with 5 samples a point after the --quick pass.
+RETIMED = [
+    "bench_cpu.CPUGrid",
+    "bench_kernels.Ladder",
+    "bench_kernels.PipelineHead",
+    "bench_kernels.HandOff",
+    "bench_peers.Peers",
+]
 
 
 def bench(args) -> int:
@@ -796,15 +805,20 @@ def bench(args) -> int:
     if args.dry_run:
         return 0
     rc = run_with_progress(cmd, Progress(est), env=env)
-    if rc == 0 and GRID in chosen:
-        # --quick times a point once, cold: 250-400 us where a call takes 20 us at T = 16. The
-        # grid behind the headline chart and auto's table is timed again, 5 samples a point.
-        again = [c for c in cmd if c != "--quick"]
-        at = again.index("-b") if "-b" in again else len(again)
-        again = again[:at] + ["-a", "repeat=5", "-b", "^" + re.escape(GRID.rsplit(".", 1)[0])]
-        again += ["--dry-run"] if args.no_save else []
-        print(f"make bench: {GRID} again, 5 samples a point (about 1.5 min)", flush=True)
-        rc = subprocess.run(again, env=env).returncode
+    chosen = plan(regexes, args.results, machine)[1]  # asv has rediscovered the benchmarks
+    again = [c for c in RETIMED if any(k.startswith(c + ".") for k in chosen)]
+    if rc == 0 and again:
+        # --quick times a point once, cold: 250-400 us where a call takes 20 us at T = 16. What
+        # the headline chart, auto's table, the kernel ladder and the peer table are drawn from
+        # is timed again, 5 samples a point.
+        cmd = [c for c in cmd if c != "--quick"]
+        at = cmd.index("-b") if "-b" in cmd else len(cmd)
+        cmd = cmd[:at] + ["-a", "repeat=5"]
+        for c in again:
+            cmd += ["-b", "^" + re.escape(c) + r"\."]
+        cmd += ["--dry-run"] if args.no_save else []
+        print(f"make bench: {', '.join(again)} again, 5 samples a point", flush=True)
+        rc = subprocess.run(cmd, env=env).returncode
     if not args.no_save:
         normalise(args.results, machine, log=lambda line: print(f"make bench: {line}"))
     return rc

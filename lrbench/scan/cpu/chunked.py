@@ -14,11 +14,9 @@ left over after the chunks run serially. Two schedules:
   entering it from core i-1 (as soon as that is known), hands on the carry entering chunk i+1 and
   scans chunk i+1 from it. Only chunks 1..P-1 are read twice, and no core waits at a barrier. A
   reduce moves 2 streams where a scan moves 3, so chunk 0 has ``HEAD`` = 2/3 of the others'
-  length: core 1 has reduced chunk 1 when core 0 has scanned chunk 0. Measured on intel-xeon-2c
-  (fp32, T*N = 2^22, out=; cpu-serial's time over cpu-chunked's, medians of 3 rounds; 1.0 and
-  1.5 from another run), HEAD 0.4 / 0.5 / 0.6 / 0.7 / 0.8 / 1.0 / 1.5:
-  N = 8: 1.22 / 1.28 / 1.32 / 1.26 / 1.24 / 1.19 / 1.13; N = 16: 1.22 / 1.28 / 1.33 / 1.36 /
-  1.37 / 1.31 / 1.19; N = 256: 1.24 / 1.29 / 1.33 / 1.30 / 1.29 / 1.24 / 1.16.
+  length: core 1 has reduced chunk 1 when core 0 has scanned chunk 0 (the measured sweep of
+  ``HEAD`` is asv's ``bench_kernels.PipelineHead``, tabled by ``lrbench report`` in
+  ``results/tables/kernels_<machine>.md``).
 """
 
 from __future__ import annotations
@@ -55,11 +53,11 @@ def plan(n: int, N: int, itemsize: int) -> tuple[int, int]:
     return (C, L) if L else (0, 0)
 
 
-def pipeline_plan(n: int, N: int, itemsize: int) -> tuple[int, int]:
+def pipeline_plan(n: int, N: int, itemsize: int, head: float = HEAD) -> tuple[int, int]:
     """Pipeline: (L0, L), chunk 0 of L0 positions then one chunk of L per core, or (0, 0) when
     there is one core or the chunks would be too short."""
     P = _threads.cores()
-    L = _length(int(n / (P + HEAD)), N * itemsize) if P > 1 else 0
+    L = _length(int(n / (P + head)), N * itemsize) if P > 1 else 0
     return (n - P * L, L) if L else (0, 0)
 
 
@@ -78,14 +76,16 @@ def _at(op, s):
     return None if op is None else (op[0], op[1] + s)
 
 
-def scan_range(o, a, x, h, n, c, hp=None, ga=None):
+def scan_range(o, a, x, h, n, c, hp=None, ga=None, *, step=None):
+    """The engine (``driver``): tiles of positions, each by ``step`` (``_pipeline`` where
+    ``pipelined``, else ``_chains``; the kernel ladder passes either), the rest serially."""
     with _threads.LOCK:
         tile = max(1, TILE_BYTES // (o.N * a[0].itemsize))
         q0 = 0
         while q0 < n:
             m = min(tile, n - q0)
             at = partial(_at, s=q0)
-            done = (_pipeline if pipelined(o.N) else _chains)(
+            done = (step or (_pipeline if pipelined(o.N) else _chains))(
                 o, at(a), at(x), at(h), m, c, at(hp), at(ga)
             )
             if done < m:  # the rest of the tile, serially
@@ -181,10 +181,10 @@ class CarryRelay:
         return self._carry[i]
 
 
-def _pipeline(o, a, x, h, m, c, hp, ga):
+def _pipeline(o, a, x, h, m, c, hp, ga, head=HEAD):
     """The pipeline over positions [0, m) for many channels (``CarryRelay`` between the cores);
     returns how many positions it scanned."""
-    L0, L = pipeline_plan(m, o.N, a[0].itemsize)
+    L0, L = pipeline_plan(m, o.N, a[0].itemsize, head)
     if not L:
         return 0
     (A, pa), N, cores = a, o.N, _threads.cores()
