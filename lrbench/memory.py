@@ -1,10 +1,10 @@
 """Fresh CPU outputs for ``linear_recurrence``: big ones reuse the pages of outputs already freed.
 
 A fresh buffer is paid for page by page on first touch; on a VM with slow page faults that costs
-more than the scan. Measured on intel-xeon-2c, T = 65536, N = 256 (a 64 MB output), a plain call
-took 20 ms on ordinary pages and 14 ms advised ``MADV_HUGEPAGE`` (one fault per 2 MiB), but 72-74
-ms for spells of several calls while the kernel compacted memory for those huge pages; the same
-scan into an ``out=`` tensor took 10.5 ms.
+more than the scan, and advising ``MADV_HUGEPAGE`` (one fault per 2 MiB) helps until the kernel
+spends spells compacting memory for those huge pages. asv measures both sides: ``bench_cpu.
+FirstTouch`` (filling a fresh buffer against a preallocated one) and ``bench_regression``'s
+``cpu-serial T=65536 N=256`` ``fresh`` against ``out`` rows (a 64 MB output).
 
 So an output of at least ``MIN_BYTES`` comes from a pool: when the tensor's storage is freed, its
 buffer is kept (up to ``KEEP_BYTES`` in all, then returned to the OS as usual) and the next output

@@ -27,6 +27,7 @@ from .charts import (
     table2,
 )
 from .draw import Outputs, markdown, save, stamp, write_text
+from .kernels import kernels_table, peers_table
 from .seqpar import seqpar_chart
 
 __all__ = [
@@ -92,6 +93,8 @@ def run(results: str = "results") -> tuple[list[Path], list[str]]:
         if not paper2.empty:
             table2(d, machine, paper2, figures, tables, written)
         heatmap(d, machine, paper_hm, tables, written)
+        kernels_table(d, machine, tables, written)
+        peers_table(d, machine, tables, written)
     for machine, d in history.groupby("machine"):
         history_chart(d, machine, figures, written)
     for orphan in _orphans(written.made, figures, tables):

@@ -1,5 +1,6 @@
 """asv's result files read into one table: a row per measured point (machine, commit, date,
-benchmark, parameters, value, quartiles). A file that cannot be read, or is JSON of the wrong
+benchmark, parameters, value, quartiles, and the environment's torch version: ``make peers`` runs
+the peers in a second environment, whose rows are kept apart). A file that cannot be read, or is JSON of the wrong
 shape, is reported in one line and skipped."""
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ import ast
 import itertools
 import json
 import math
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -48,6 +50,7 @@ def _file_rows(path: Path, benchmarks: dict, stale: set) -> list[dict]:
     _want(isinstance(data, dict), f"a {type(data).__name__}, not an object")
     columns, results = data.get("result_columns"), data.get("results")
     commit, date = data.get("commit_hash"), data.get("date")
+    torch = re.search(r"pip\+torch([0-9][^-]*)", str(data.get("env_name", "")))
     _want(
         isinstance(columns, list) and all(isinstance(c, str) for c in columns),
         "result_columns is not a list of names",
@@ -96,6 +99,7 @@ def _file_rows(path: Path, benchmarks: dict, stale: set) -> list[dict]:
                 samples=repeat,
                 q25=_number(lo),
                 q75=_number(hi),
+                torch=torch.group(1) if torch else None,
             )
             rec.update({k: _value(v) for k, v in zip(meta.get("param_names", []), combo)})
             rows.append(rec)

@@ -34,8 +34,9 @@ from . import serial as _serial
 from . import threads as _threads
 
 DTYPES, DEVICES = _drv.DTYPES, _drv.DEVICES
-# per operand and tile. A tile costs at least one hand-off to the helper threads (about 85 us on
-# intel-xeon-2c), so tiles are large; the re-scan then reads a and x back from memory, not cache.
+# per operand and tile. A tile costs at least one hand-off to the helper threads (asv
+# bench_kernels.HandOff: tens of microseconds), so tiles are large; the re-scan then reads a and x
+# back from memory, not cache.
 TILE_BYTES = 64 << 20
 MIN_CHUNK_BYTES = 4096  # below this a chunk is not worth a thread
 CHAINS_BELOW = 16  # channels

@@ -12,7 +12,7 @@ import numpy as np
 
 
 class Order(NamedTuple):
-    """Made on every call: a named tuple costs 0.2 us to make, a frozen dataclass 0.4 us."""
+    """Made on every call, so a named tuple (cheaper to make than a frozen dataclass)."""
 
     T: int
     N: int

@@ -10,15 +10,14 @@ These loop over a runtime N with the carries in memory; for N <= 8 the serial ba
 chain kernels of ``chains`` instead, which keep them in registers.
 
 A row is computed into the carries first and stored to h in a second loop, so that no loop both
-loads a and x and stores h. Interleaved, the three streams ran at 0.60-0.71 of a one-core copy's
-bandwidth whenever h sat at the same offset within a 4 KiB page as a and x (as separately
-allocated tensors do) and 0.81-0.99 when it was 1 KiB off; split, 0.97-0.99 and 1.05-1.08
-(N = 256, T = 2^16, fp32, intel-xeon-2c).
+loads a and x and stores h: interleaved, the three streams ran well below a one-core copy's
+bandwidth whenever h sat at the same offset within a 4 KiB page as a and x, as separately
+allocated tensors do.
 
-Reversed, the rows are visited at falling addresses, each read upwards: the hardware prefetcher
-follows that saw-tooth badly (N = 256, T = 2^16, one thread: 1.4-1.65x the forward time, against
-1.04x with the data in L2), so the row ``PREFETCH_BYTES`` ahead in processing order is prefetched
-(1.11-1.17x; 4-32 KiB ahead all measured alike; a write-intent prefetch was no better).
+Reversed, the rows are visited at falling addresses, each read upwards, a saw-tooth the hardware
+prefetcher follows badly; so the row ``PREFETCH_BYTES`` ahead in processing order is prefetched.
+What both choices give today is measured by the kernel ladder (asv ``bench_kernels.Ladder``,
+``rows`` forward and reverse, beside ``copy``), tabled in results/tables/kernels_<machine>.md.
 """
 
 from __future__ import annotations

@@ -13,9 +13,8 @@ from . import driver as _drv
 from . import rows as _rows
 
 DTYPES, DEVICES = _drv.DTYPES, _drv.DEVICES
-# Channel counts where ``chains.scan_blocked`` beats the row kernel. Measured (fp32, one
-# thread, intel-xeon-2c, blocks of 4 KiB; row kernel over blocked, medians of 3 rounds): N = 16
-# 1.25x at T = 2^18, 1.62x at T = 4096; N = 24 0.95x and 1.30x; N = 32 0.85x and 0.90x; N = 64 0.66x.
+# Channel counts where ``chains.scan_blocked`` beats the row kernel: the ladder's rows and
+# chains-blocked columns (asv ``bench_kernels.Ladder``; results/tables/kernels_<machine>.md).
 BLOCKED = (16,)
 
 

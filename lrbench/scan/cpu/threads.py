@@ -1,10 +1,10 @@
 """The threads of cpu-chunked: its nogil Numba kernels run on the calling thread and on helpers.
 
-Numba's own parallel launch (``prange``) wakes its sleeping workers and then the caller, in turn:
-an empty two-thread launch cost 150 us on intel-xeon-2c, and cpu-chunked made two per tile. Here
-the caller runs the first task itself and hands the others to helper threads: an empty pair cost
-85 us, most of it the helper waking, which overlaps the caller's own work. A scan holds ``LOCK``,
-so that two callers do not oversubscribe the cores.
+Numba's own parallel launch (``prange``) wakes its sleeping workers and then the caller, in turn.
+Here the caller runs the first task itself and hands the others to helper threads, so the
+helper's waking overlaps the caller's own work; the cost of an empty pair is asv's
+``bench_kernels.HandOff`` (results/tables/kernels_<machine>.md). A scan holds ``LOCK``, so that
+two callers do not oversubscribe the cores.
 
 One knob: the cores are torch's thread count (``torch.set_num_threads``, or
 ``lrbench.set_num_threads``), like every other torch CPU op. Numba's threading layer is never
