@@ -6,7 +6,10 @@ or busy machine slows both; each is measured several times and the best trial co
 
 The thresholds ship in the package (``perf_thresholds.json`` beside this module, so an installed
 lrbench runs its own gate), keyed by ``lrbench machine``. A machine without an entry is held to
-the file's conservative ``default`` set and says so. ``--calibrate`` measures this machine and
+the file's ``default`` set and says so: there a check's ``min`` may be a fraction (``model``) of
+the ratio lrbench's performance model predicts for this machine from its own measured facts
+(``lrbench.hwfacts``, the facts ``auto`` derives its rule from; ``predicted``), so that a machine
+whose two cores add no memory bandwidth is not held to one whose cores do. ``--calibrate`` measures this machine and
 writes its entry into ``--thresholds FILE``: each check's median over its trials and a ``min``
 that a 2x regression of the ratio falls below. A failure names the ratio, the threshold, the
 machine it was calibrated on, the machine it ran on and the load average. docs/perfcheck.md has
@@ -132,8 +135,42 @@ def _positive(value) -> bool:
     )
 
 
+def predicted(check: str, facts: dict, threads: int) -> float:
+    """The ratio ``check`` should give on a machine with these ``hwfacts`` (auto_rule's model):
+    cpu-chunked over cpu-serial at the check's shape; 1 for serial_vs_copy (cpu-serial streams
+    at one core's copy bandwidth) and reverse_vs_forward (no penalty reversed)."""
+    from . import auto_rule
+
+    if check == "chunked_vs_serial":
+        return auto_rule.speedup(facts, 1 << 22, 1, threads)
+    if check == "pipeline_vs_serial":
+        return auto_rule.speedup(facts, 1 << 19, 8, threads)
+    return 1.0
+
+
+def resolve(checks: dict, facts=None) -> dict:
+    """``checks`` with a ``min`` for every check: a ``model`` entry gets ``model`` times the
+    ratio ``predicted`` from this machine's facts (measured, or read from their cache, on first
+    use), and ``predicted`` beside it."""
+    if not any("model" in want for want in checks.values()):
+        return checks
+    if facts is None:
+        from . import hwfacts
+
+        facts = hwfacts.facts(this_machine())["facts"]
+    threads = torch.get_num_threads()
+    out = {}
+    for check, want in checks.items():
+        if "model" in want:
+            expect = predicted(check, facts, threads)
+            want = {**want, "min": _sig3(want["model"] * expect, down=True), "predicted": expect}
+        out[check] = want
+    return out
+
+
 def _validate_set(checks, where: str, key: str) -> None:
-    """One machine's (or the default) ``checks``: known names, a positive ``min`` each."""
+    """One machine's (or the default) ``checks``: known names, a positive ``min`` or a ``model``
+    fraction in (0, 1] each."""
     if not isinstance(checks, dict) or not checks:
         raise Failure(f'{where}: {key}: expected a non-empty "checks" object, got {checks!r}')
     for check, want in checks.items():
@@ -141,6 +178,13 @@ def _validate_set(checks, where: str, key: str) -> None:
             raise Failure(f"{where}: {key}: unknown check {check!r}; known: {', '.join(CHECKS)}")
         if not isinstance(want, dict):
             raise Failure(f'{where}: {key}.{check}: expected an object with "min", got {want!r}')
+        if "model" in want and "min" not in want:
+            if not (_positive(want["model"]) and want["model"] <= 1):
+                raise Failure(
+                    f"{where}: {key}.{check}.model: expected a fraction in (0, 1], "
+                    f"got {want['model']!r}"
+                )
+            continue
         for field in ("min", "measured"):
             value = want.get(field)
             if (field == "min" or value is not None) and not _positive(value):
@@ -231,6 +275,7 @@ def _row(
     calibrated_on: str | None,
     commit: str,
     calibrated_ratio=None,
+    predicted_ratio=None,
 ) -> dict:
     """One check's result, as printed and as --json writes it."""
     load, n = load_average(), cores()
@@ -240,6 +285,7 @@ def _row(
         trials=values,
         min=minimum,
         calibrated_ratio=calibrated_ratio,
+        predicted_ratio=predicted_ratio,
         machine=machine,
         calibrated_on=calibrated_on,
         load=load,
@@ -254,7 +300,7 @@ def _row(
 def gate_rows(checks: dict, machine: str, calibrated_on: str | None, trials: int):
     """Each check of ``checks``, best of ``trials``, against its ``min``: one row at a time."""
     commit = stamp()["commit"]
-    for check, want in checks.items():
+    for check, want in resolve(checks).items():
         values = measure(check, trials)
         yield _row(
             check,
@@ -265,6 +311,7 @@ def gate_rows(checks: dict, machine: str, calibrated_on: str | None, trials: int
             calibrated_on,
             commit,
             calibrated_ratio=want.get("measured"),
+            predicted_ratio=want.get("predicted"),
         )
 
 
@@ -366,13 +413,21 @@ def describe(row: dict) -> str:
     if row["passed"]:
         trials = " ".join(f"{v:.3g}" for v in row["trials"])
         calibrated = (
-            "" if row["calibrated_ratio"] is None else f"calibrated {row['calibrated_ratio']:.3g}; "
+            f"calibrated {row['calibrated_ratio']:.3g}; "
+            if row["calibrated_ratio"] is not None
+            else f"predicted {row['predicted_ratio']:.3g}; "
+            if row.get("predicted_ratio") is not None
+            else ""
         )
         return (
             f"ok   {row['check']:18s} {row['measured']:6.3g} >= {row['min']:.3g}  "
             f"({calibrated}trials {trials}; {load})  {row['what']}"
         )
-    on = row["calibrated_on"] or "none (conservative defaults)"
+    on = row["calibrated_on"] or (
+        f"none: default, {row['predicted_ratio']:.3g} predicted from this machine's facts"
+        if row.get("predicted_ratio") is not None
+        else "none (defaults)"
+    )
     load += ": may reflect load" if row["busy"] else ""
     return (
         f"FAIL {row['check']}: ratio {row['measured']:.3g} below threshold {row['min']:.3g} "
@@ -384,9 +439,10 @@ def _header(machine: str, calibrated_on: str | None, where: str, trials: int) ->
     if calibrated_on is None:
         return (
             f"perfcheck on {machine}: no calibration for {machine} in {where}: held to the "
-            f"conservative default thresholds, which catch only gross breakage; calibrate "
-            f"this machine (lrbench perfcheck --calibrate --thresholds FILE, "
-            f"docs/perfcheck.md). Best of {trials} trials."
+            f"default thresholds (a fraction of what lrbench's model predicts from this "
+            f"machine's measured facts, lrbench.hwfacts); calibrating this machine "
+            f"(lrbench perfcheck --calibrate --thresholds FILE, docs/perfcheck.md) holds it "
+            f"to its own numbers. Best of {trials} trials."
         )
     return (
         f"perfcheck on {machine}: thresholds calibrated on {calibrated_on} ({where}); "
