@@ -89,26 +89,38 @@ def _tiles(T: int, rows: int, reverse: bool):
         yield t0, min(T, t0 + rows)
 
 
+def _resolved(t: Tensor | None) -> Tensor | None:
+    """t with any lazy conjugate or negation applied (kernels read raw memory)."""
+    if t is not None and (t.is_conj() or t.is_neg()):
+        return t.resolve_conj().resolve_neg()
+    return t
+
+
+def _as2d(t: Tensor, T: int, N: int) -> Tensor:
+    return t if t.dim() == 2 else t.view(T, N)  # a view costs 0.7 us a call
+
+
 def _forward_into(a: Tensor, x: Tensor, h0: Tensor | None, reverse: bool, backend: str, h: Tensor):
     """Run the backend, writing h (a contiguous tensor of a's shape)."""
     T, N = a.shape[0], math.prod(a.shape[1:])
     if T == 0 or N == 0:
         return
     mod = _backend(backend, a)
-    hv = h.view(T, N)
+    hv = _as2d(h, T, N)
     carry = h0.reshape(N).contiguous() if h0 is not None else None
+    check = mod.__dict__.get("check")
     if a.is_contiguous() and x.is_contiguous():
-        a2, x2 = a.view(T, N), x.view(T, N)
-        if hasattr(mod, "check"):
-            mod.check(a2, x2, carry)
+        a2, x2 = _as2d(a, T, N), _as2d(x, T, N)
+        if check is not None:
+            check(a2, x2, carry)
         mod.forward(a2, x2, carry, reverse, out=hv)
         return
     rows = max(1, TILE_BYTES // (N * a.element_size()))
     a_rows, x_rows = _Rows(a, rows, N), _Rows(x, rows, N)
     for t0, t1 in _tiles(T, rows, reverse):
         a2, x2 = a_rows(t0, t1), x_rows(t0, t1)
-        if hasattr(mod, "check"):
-            mod.check(a2, x2, carry)
+        if check is not None:
+            check(a2, x2, carry)
         mod.forward(a2, x2, carry, reverse, out=hv[t0:t1])
         carry = hv[t0] if reverse else hv[t1 - 1]
 
@@ -117,8 +129,7 @@ def forward(
     a: Tensor, x: Tensor, h0: Tensor | None, reverse: bool, backend: str, out: Tensor | None = None
 ) -> Tensor:
     """The kernel without the dispatcher: h into ``out`` (any strides) or a fresh tensor."""
-    a, x = a.resolve_conj().resolve_neg(), x.resolve_conj().resolve_neg()
-    h0 = h0.resolve_conj().resolve_neg() if h0 is not None else None
+    a, x, h0 = _resolved(a), _resolved(x), _resolved(h0)
     inplace = out is not None and out.is_contiguous() and not out.is_conj()
     h = out if inplace else memory.empty(x.shape, x.dtype, x.device)
     _forward_into(a, x, h0, reverse, backend, h)
