@@ -821,7 +821,22 @@ def bench(args) -> int:
         rc = subprocess.run(cmd, env=env).returncode
     if not args.no_save:
         normalise(args.results, machine, log=lambda line: print(f"make bench: {line}"))
+        if rc == 0 and any(k.startswith("bench_kernels.") for k in chosen):
+            print(f"make bench: wrote {save_facts(Path(args.results).parent, machine)}")
     return rc
+
+
+def save_facts(results: Path, machine: str) -> Path:
+    """This machine's hardware facts (``lrbench.hwfacts``, measured now) beside its results,
+    ``results/cpu/facts_<machine>.json``: the report sets the model auto and perfcheck use
+    from them against the kernel ladder's measurements."""
+    from . import hwfacts
+
+    doc = hwfacts.facts(machine, remeasure=True)
+    path = Path(results) / "cpu" / f"facts_{machine}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic.write_json(path, doc, indent=2)
+    return path
 
 
 def main(argv=None) -> int:

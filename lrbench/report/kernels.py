@@ -68,6 +68,7 @@ def kernels_table(df, machine, tables, written):
             "theory): the serial kernel's time over the pipeline's\n",
             markdown(h.pivot_table(index="head", columns="N", values="speedup").round(2)),
         ]
+    parts += _model_section(fwd, tables.parent / "cpu" / f"facts_{machine}.json")
     o = _select(df, HANDOFF)
     if not o.empty:
         parts += [
@@ -77,6 +78,48 @@ def kernels_table(df, machine, tables, written):
             "pipeline one.",
         ]
     write_text(tables / f"kernels_{machine}.md", "\n".join(parts) + "\n", written)
+
+
+def _model_section(fwd: pd.DataFrame, path) -> list[str]:
+    """cpu-chunked's schedule over the serial kernel, measured by the ladder, beside what auto's
+    model predicts from the machine's facts (``make bench`` saves them beside the results)."""
+    import json
+
+    from .. import auto_rule
+
+    try:
+        doc = json.loads(path.read_text())
+        facts, threads = doc["facts"], int(doc["threads"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    t = fwd.pivot_table(index="N", columns="variant", values="value")
+    rows = []
+    for N in t.index:
+        schedule = "pipeline" if auto_rule.pipelined(N) else "three-pass"
+        if schedule in t and "serial" in t and pd.notna(t.at[N, schedule]):
+            rows.append(
+                dict(
+                    N=N,
+                    schedule=schedule,
+                    measured=round(t.at[N, "serial"] / t.at[N, schedule], 2),
+                    predicted=round(auto_rule.speedup(facts, ELEMENTS // N, N, threads), 2),
+                )
+            )
+    if not rows:
+        return []
+    f = facts
+    return [
+        "\n## cpu-chunked against its model\n",
+        f"The serial kernel's time over cpu-chunked's schedule (the ladder), beside the speedup "
+        f"auto's model (`lrbench/auto_rule.py`) predicts from this machine's facts "
+        f"(`{path.name}`, measured {doc.get('measured_at', '?')}: copy {f['copy1_GBps']:.1f} "
+        f"GB/s on one thread, {f['copyP_GBps']:.1f} on {threads}; hand-off "
+        f"{f['handoff_us']:.0f} us; chain {f['chain_ns']:.2f} ns an element; compute scale "
+        f"{f['compute_scale']:.2f}). The pipeline's cores gain only what they add in copy "
+        f"bandwidth ({f['copyP_GBps'] / f['copy1_GBps']:.2f}x here), times 3 / 3.75 at 2 "
+        "cores; where they add none, the model predicts a loss and auto keeps to cpu-serial.\n",
+        markdown(pd.DataFrame(rows).set_index("N")),
+    ]
 
 
 def peers_table(df, machine, tables, written):
