@@ -108,7 +108,7 @@ def _forward_into(a: Tensor, x: Tensor, h0: Tensor | None, reverse: bool, backen
     mod = _backend(backend, a)
     hv = _as2d(h, T, N)
     carry = h0.reshape(N).contiguous() if h0 is not None else None
-    check = mod.__dict__.get("check")
+    check = mod.__dict__.get("check")  # backends are modules; hasattr costs 0.5 us a call
     if a.is_contiguous() and x.is_contiguous():
         a2, x2 = _as2d(a, T, N), _as2d(x, T, N)
         if check is not None:

@@ -1,7 +1,7 @@
 """asv's result files read into one table: a row per measured point (machine, commit, date,
 benchmark, parameters, value, quartiles, and the environment's torch version: ``make peers`` runs
-the peers in a second environment, whose rows are kept apart). A file that cannot be read, or is JSON of the wrong
-shape, is reported in one line and skipped."""
+the peers in a second environment, whose rows are kept apart). A file that cannot be read, or is
+JSON of the wrong shape, is reported in one line and skipped."""
 
 from __future__ import annotations
 
