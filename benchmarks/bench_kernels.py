@@ -13,6 +13,10 @@ reach. Each variant's output is checked against cpu-serial's before it is timed.
 * ``serial``: what cpu-serial runs (one of the three above, ``serial.BLOCKED`` and N decide);
 * ``three-pass`` and ``pipeline``: cpu-chunked's two schedules on torch's thread count.
 
+At 16 MiB an operand the operands may sit partly in a large last-level cache (the VM reports a
+shared 480 MiB L3): the ladder compares kernels with each other and with a copy of the same size,
+not with main-memory bandwidth (``lrbench.hwfacts`` measures that on 64 MiB).
+
 ``lrbench report`` turns the rows into ``results/tables/kernels_<machine>.md`` (GB/s at 12 bytes
 an element, and as a fraction of the copy's). Times, lower is better; ``version`` is set by hand.
 """
@@ -64,11 +68,18 @@ def ladder_call(variant: str, N: int, direction: str = "forward", head: float = 
         return partial(np.copyto, H, X), h
     if variant in ONE_CORE:
         kernel, b = ONE_CORE[variant], o.base(0)
-        return partial(kernel, A, b, X, b, H, b, o.rs, T, N, c), h
-    if variant == "serial":
-        return partial(serial.scan_range, o, (A, 0), (X, 0), (H, 0), T, c), h
-    step = chunked._chains if variant == "three-pass" else partial(chunked._pipeline, head=head)
-    return partial(chunked.scan_range, o, (A, 0), (X, 0), (H, 0), T, c, step=step), h
+        run = partial(kernel, A, b, X, b, H, b, o.rs, T, N, c)
+    elif variant == "serial":
+        run = partial(serial.scan_range, o, (A, 0), (X, 0), (H, 0), T, c)
+    else:
+        step = chunked._chains if variant == "three-pass" else partial(chunked._pipeline, head=head)
+        run = partial(chunked.scan_range, o, (A, 0), (X, 0), (H, 0), T, c, step=step)
+
+    def call():  # every call from h0 = 0 (the kernels leave the last state in c)
+        c[:] = 0
+        run()
+
+    return call, h
 
 
 def check(variant, call, h, N, direction):

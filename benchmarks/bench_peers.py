@@ -62,7 +62,7 @@ def _jax(kind, a, x):
             return jax.lax.associative_scan(combine, (a, x))[1]
 
     fn = jax.jit(run)
-    return lambda: fn(a, x).block_until_ready(), lambda h: torch.from_numpy(np.asarray(h))
+    return lambda: fn(a, x).block_until_ready(), lambda h: torch.from_numpy(np.array(h))
 
 
 def _compile_skipped() -> bool:
@@ -211,6 +211,8 @@ class AutoVsPeers:
             for p in calls.keys() - {"auto"}:
                 if times["auto"] / times[p] > worst:
                     worst, where = times["auto"] / times[p], (TxN, p, times[p], times["auto"])
+        if where is None:
+            raise NotImplementedError("no installed peer could run any shape")
         print(
             f"worst: {where[0]}: {where[1]} {where[2] * 1e3:.2f} ms, auto {where[3] * 1e3:.2f} ms",
             file=sys.stderr,

@@ -130,7 +130,7 @@ def forward(
 ) -> Tensor:
     """The kernel without the dispatcher: h into ``out`` (any strides) or a fresh tensor."""
     a, x, h0 = _resolved(a), _resolved(x), _resolved(h0)
-    inplace = out is not None and out.is_contiguous() and not out.is_conj()
+    inplace = out is not None and out.is_contiguous() and not (out.is_conj() or out.is_neg())
     h = out if inplace else memory.empty(x.shape, x.dtype, x.device)
     _forward_into(a, x, h0, reverse, backend, h)
     if out is not None and h is not out:
@@ -165,10 +165,9 @@ def scan_backward_op(
             gh, memory_format=torch.contiguous_format
         )
     mod = _backend(backend, a)
-    flat = [t.reshape(T, N).contiguous() for t in (a, h, gh)]
-    ga, gx, _ = mod.backward(
-        flat[0], flat[1], h0.reshape(N).contiguous() if h0 is not None else None, flat[2], reverse
-    )
+    flat = [_resolved(t).reshape(T, N).contiguous() for t in (a, h, gh)]
+    h0 = _resolved(h0).reshape(N).contiguous() if h0 is not None else None
+    ga, gx, _ = mod.backward(flat[0], flat[1], h0, flat[2], reverse)
     inputs = {t.untyped_storage().data_ptr() for t in flat}
     ga, gx = (t.clone() if t.untyped_storage().data_ptr() in inputs else t for t in (ga, gx))
     return ga.view(a.shape), gx.view(a.shape)

@@ -178,7 +178,12 @@ def _validate_set(checks, where: str, key: str) -> None:
             raise Failure(f"{where}: {key}: unknown check {check!r}; known: {', '.join(CHECKS)}")
         if not isinstance(want, dict):
             raise Failure(f'{where}: {key}.{check}: expected an object with "min", got {want!r}')
-        if "model" in want and "min" not in want:
+        if "model" in want:
+            if key != DEFAULT or "min" in want:
+                raise Failure(
+                    f"{where}: {key}.{check}: a 'model' fraction belongs in the default set "
+                    f"only, and never beside a 'min'"
+                )
             if not (_positive(want["model"]) and want["model"] <= 1):
                 raise Failure(
                     f"{where}: {key}.{check}.model: expected a fraction in (0, 1], "

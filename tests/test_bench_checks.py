@@ -12,8 +12,21 @@ from benchmarks.common import inputs
 
 @pytest.fixture
 def small(monkeypatch):
-    monkeypatch.setattr(bench_kernels, "ELEMENTS", 1 << 14)
-    monkeypatch.setattr(bench_kernels.chunked, "TILE_BYTES", 4096)  # several tiles
+    """2^16 elements in tiles of 64 KiB an operand: four tiles, each long enough to be cut into
+    chunks (``chunked.MIN_CHUNK_BYTES``); returns what each parallel step scanned."""
+    monkeypatch.setattr(bench_kernels, "ELEMENTS", 1 << 16)
+    monkeypatch.setattr(bench_kernels.chunked, "TILE_BYTES", 64 << 10)
+    scanned = []
+    for name in ("_chains", "_pipeline"):
+        step = getattr(bench_kernels.chunked, name)
+
+        def counted(*args, step=step, **kw):
+            done = step(*args, **kw)
+            scanned.append(done)
+            return done
+
+        monkeypatch.setattr(bench_kernels.chunked, name, counted)
+    return scanned
 
 
 LADDER = [
@@ -30,12 +43,16 @@ def test_each_ladder_variant_computes_the_scan(small, variant, N, direction):
     call, h = bench_kernels.ladder_call(variant, N, direction)
     bench_kernels.check(variant, call, h, N, direction)
     assert torch.isfinite(h).all()
+    if variant in ("three-pass", "pipeline") and torch.get_num_threads() > 1:
+        assert small and all(done > 0 for done in small), small  # chunks, not a serial fallback
 
 
 @pytest.mark.parametrize("head", bench_kernels.PipelineHead.params[1])
 def test_pipeline_computes_the_scan_at_every_head(small, head):
     call, h = bench_kernels.ladder_call("pipeline", 16, head=head)
     bench_kernels.check("pipeline", call, h, 16, "forward")
+    if torch.get_num_threads() > 1:
+        assert small and all(done > 0 for done in small), small
 
 
 def test_ladder_check_catches_a_wrong_variant(small):
@@ -62,8 +79,9 @@ def test_peer_check_passes_lrbench(subject):
     bench_peers.check(subject, a, x)
 
 
-def test_peer_check_catches_a_peer_in_the_wrong_layout(monkeypatch):
-    a, x = inputs(300, 5, "float32", "cpu")
+@pytest.mark.parametrize("T,N", [(300, 5), (64, 64)])  # square: the shapes agree, the values not
+def test_peer_check_catches_a_peer_in_the_wrong_layout(monkeypatch, T, N):
+    a, x = inputs(T, N, "float32", "cpu")
     right = bench_peers._call
 
     def transposed(subject, a, x):  # an (N, T) peer whose output is read back untransposed
@@ -71,7 +89,7 @@ def test_peer_check_catches_a_peer_in_the_wrong_layout(monkeypatch):
         return (lambda: call().T.contiguous()), (lambda h: h)
 
     monkeypatch.setattr(bench_peers, "_call", transposed)
-    with pytest.raises(AssertionError, match="cpu-serial: output"):
+    with pytest.raises(AssertionError, match="cpu-serial: output .* differs from the float64"):
         bench_peers.check("cpu-serial", a, x)
 
 

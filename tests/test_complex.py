@@ -88,3 +88,42 @@ def test_conjugate_views_are_read_as_values():
     out = torch.empty_like(x).conj()
     run("cpu-serial", a.conj(), x, h0.conj(), out=out)
     assert_close("out with the conjugate bit", out, want, **TOL_COMPLEX[torch.complex128])
+
+
+@pytest.mark.parametrize("backend", ["cpu-serial", "cpu-chunked"])
+def test_the_backward_kernel_reads_lazily_conjugated_and_negated_operands(backend):
+    """``lrbench::scan_backward`` given views with the conjugate or negative bit (as autograd
+    may hand it an incoming gradient) computes what it computes from their values."""
+    a, x, h0 = _inputs(33, 3, torch.complex128, seed=7)
+    h = torch.ops.lrbench.scan(a, x, h0, False, backend)
+    gh = torch.randn(33, 3, dtype=torch.complex128, generator=torch.Generator().manual_seed(8))
+    want = torch.ops.lrbench.scan_backward(a, h, h0, gh, False, backend)
+
+    def conj_bit(t):  # t's values, held as the lazy conjugate of their conjugate
+        v = t.conj().resolve_conj().conj()
+        assert v.is_conj()
+        return v
+
+    lazy = [
+        (conj_bit(a), h, h0, conj_bit(gh)),
+        (a, conj_bit(h), conj_bit(h0), gh),
+    ]
+    if hasattr(torch, "_neg_view"):
+        lazy.append((a, h, h0, torch._neg_view(-gh)))
+    for args in lazy:
+        got = torch.ops.lrbench.scan_backward(*args, False, backend)
+        for g, w in zip(got, want):
+            assert_close("backward of lazy views", g, w, **TOL_COMPLEX[torch.complex128])
+
+
+def test_an_out_with_the_negative_bit_gets_the_values():
+    """``out=`` a view with torch's lazy negation: the result is what it reads back, not its
+    negative (the kernels write raw memory, so such an out is written through a copy)."""
+    if not hasattr(torch, "_neg_view"):
+        pytest.skip("torch has no _neg_view")
+    a, x = torch.rand(40, 4, dtype=torch.float64), torch.randn(40, 4, dtype=torch.float64)
+    want = run("reference", a, x, None)
+    out = torch._neg_view(torch.zeros(40, 4, dtype=torch.float64))
+    assert out.is_neg() and out.is_contiguous()
+    run("cpu-serial", a, x, None, out=out)
+    assert_close("out with the negative bit", out, want, **TOL[torch.float64])

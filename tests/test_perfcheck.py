@@ -229,8 +229,9 @@ def test_json_holds_every_row(tmp_path, box, monkeypatch, capsys):
 # Facts of both machine kinds (lrbench.hwfacts) and the ratios each gave, quiet. intel-xeon-2c:
 # measured 2026-12-07 and its calibration. amd-epyc-2c: issue 25/28 (two threads copy at 0.81x one,
 # about 16 GB/s; compute scales 1.96x; cpu-serial at N = 1 about 2.15 ns an element; perfcheck
-# quiet: chunked 1.31-1.35, pipeline 0.72, reverse 0.60; serial_vs_copy passed 0.4 and its kernel
-# ran at 1.17 of a copy), with a slow hand-off (its fixed costs were 3x the Xeon's).
+# quiet: chunked 1.31-1.35, pipeline 0.72, reverse 0.60). Not measured there: serial_vs_copy
+# (it passed min 0.4 at c6f9507; at 5a7871a5 its kernel ran at 1.17 of a copy: 0.9 assumed), the
+# hand-off (250 us assumed: its fixed costs were 3x the Xeon's) and the chain latency.
 FACTS = {
     "intel-xeon-2c": dict(
         copy1_GBps=14.2, copyP_GBps=30.3, handoff_us=119, chain_ns=1.67, compute_scale=1.91

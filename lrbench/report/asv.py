@@ -99,7 +99,8 @@ def _file_rows(path: Path, benchmarks: dict, stale: set) -> list[dict]:
                 samples=repeat,
                 q25=_number(lo),
                 q75=_number(hi),
-                torch=torch.group(1) if torch else None,
+                # make peers' second environment: kept apart for the peers only
+                torch=torch.group(1) if torch and name.startswith("bench_peers.") else None,
             )
             rec.update({k: _value(v) for k, v in zip(meta.get("param_names", []), combo)})
             rows.append(rec)

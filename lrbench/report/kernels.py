@@ -20,8 +20,14 @@ def _columns(wide: pd.DataFrame, order: list[str]) -> pd.DataFrame:
     return wide[[c for c in order if c in wide.columns]]
 
 
+def _rows(df, benchmark) -> pd.DataFrame:
+    """A benchmark's measured rows (none when every value is missing)."""
+    d = _select(df, benchmark)
+    return d if "value" in d else d.iloc[:0]
+
+
 def kernels_table(df, machine, tables, written):
-    k = _select(df, LADDER)
+    k = _rows(df, LADDER)
     if k.empty:
         return
     k = k.astype({"N": int})
@@ -58,8 +64,8 @@ def kernels_table(df, machine, tables, written):
             "falling addresses, each read upwards)\n",
             markdown(pd.DataFrame(ratio).round(2)),
         ]
-    h = _select(df, HEADS)
-    if not h.empty:
+    h = _rows(df, HEADS)
+    if not h.empty and "serial" in set(fwd.variant):
         h = h.astype({"N": int})
         serial = fwd[fwd.variant == "serial"].set_index("N").value
         h = h.assign(speedup=serial.reindex(h.N).to_numpy() / h.value)
@@ -69,7 +75,7 @@ def kernels_table(df, machine, tables, written):
             markdown(h.pivot_table(index="head", columns="N", values="speedup").round(2)),
         ]
     parts += _model_section(fwd, tables.parent / "cpu" / f"facts_{machine}.json")
-    o = _select(df, HANDOFF)
+    o = _rows(df, HANDOFF)
     if not o.empty:
         parts += [
             "\n## Thread hand-off\n",
@@ -87,9 +93,13 @@ def _model_section(fwd: pd.DataFrame, path) -> list[str]:
 
     from .. import auto_rule
 
+    from ..hwfacts import FIELDS
+
     try:
         doc = json.loads(path.read_text())
         facts, threads = doc["facts"], int(doc["threads"])
+        if not all(isinstance(facts[k], (int, float)) and facts[k] > 0 for k in FIELDS):
+            return []
     except (OSError, ValueError, KeyError, TypeError):
         return []
     t = fwd.pivot_table(index="N", columns="variant", values="value")
@@ -108,6 +118,7 @@ def _model_section(fwd: pd.DataFrame, path) -> list[str]:
     if not rows:
         return []
     f = facts
+    busy = "; measured busy" if doc.get("busy") else ""
     return [
         "\n## cpu-chunked against its model\n",
         f"The serial kernel's time over cpu-chunked's schedule (the ladder), beside the speedup "
@@ -115,20 +126,20 @@ def _model_section(fwd: pd.DataFrame, path) -> list[str]:
         f"(`{path.name}`, measured {doc.get('measured_at', '?')}: copy {f['copy1_GBps']:.1f} "
         f"GB/s on one thread, {f['copyP_GBps']:.1f} on {threads}; hand-off "
         f"{f['handoff_us']:.0f} us; chain {f['chain_ns']:.2f} ns an element; compute scale "
-        f"{f['compute_scale']:.2f}). The pipeline's cores gain only what they add in copy "
-        f"bandwidth ({f['copyP_GBps'] / f['copy1_GBps']:.2f}x here), times 3 / 3.75 at 2 "
+        f"{f['compute_scale']:.2f}{busy}). The pipeline's cores gain only what they add in "
+        f"copy bandwidth ({f['copyP_GBps'] / f['copy1_GBps']:.2f}x here), times 3 / 3.75 at 2 "
         "cores; where they add none, the model predicts a loss and auto keeps to cpu-serial.\n",
         markdown(pd.DataFrame(rows).set_index("N")),
     ]
 
 
 def peers_table(df, machine, tables, written):
-    p = _select(df, PEERS)
+    p = _rows(df, PEERS)
     if p.empty:
         return
-    p = p.assign(torch=p.torch if "torch" in p else "?")
-    # the peer grid as the newest run has it (older runs timed other shapes)
-    p = p[p.TxN.isin(p[p.date == p.date.max()].TxN)]
+    p = p.assign(torch=p.torch.fillna("?") if "torch" in p else "?")
+    # each environment's newest run alone (older runs timed other shapes, or older code)
+    p = p[p.date == p.groupby("torch").date.transform("max")]
     parts = [
         f"# auto beside the peers on {machine}\n",
         f"{stamp(p, machine).capitalize()} (asv `bench_peers.Peers`). fp32 forward over "
