@@ -766,6 +766,9 @@ def describe(index, chosen, est, total) -> str:
 GRID = "bench_cpu.CPUGrid.time_scan"
 # Benchmark classes timed again with 5 samples a point after the --quick pass.
 RETIMED = [
+    "bench_regression.Regression",  # the history chart and asv's Regressions page
+    "bench_scan.ScanForward",
+    "bench_paper.Table1",
     "bench_cpu.CPUGrid",
     "bench_kernels.Ladder",
     "bench_kernels.PipelineHead",
@@ -819,9 +822,10 @@ def bench(args) -> int:
     chosen = plan(regexes, args.results, machine)[1]  # asv has rediscovered the benchmarks
     again = [c for c in RETIMED if any(k.startswith(c + ".") for k in chosen)]
     if rc == 0 and again:
-        # --quick times a point once, cold: 250-400 us where a call takes 20 us at T = 16. What
-        # the headline chart, auto's table, the kernel ladder and the peer table are drawn from
-        # is timed again, 5 samples a point.
+        # --quick times a point once, cold: 250-400 us where a call takes 20 us at T = 16, which
+        # asv's Regressions page then flags. What the history, the headline chart, Table 1,
+        # auto's table, the kernel ladder and the peer table are drawn from is timed again, 5
+        # samples a point.
         cmd = [c for c in cmd if c != "--quick"]
         at = cmd.index("-b") if "-b" in cmd else len(cmd)
         cmd = cmd[:at] + ["-a", "repeat=5"]
