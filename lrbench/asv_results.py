@@ -819,7 +819,7 @@ def bench(args) -> int:
     if args.dry_run:
         return 0
     rc = run_with_progress(cmd, Progress(est), env=env)
-    chosen = plan(regexes, args.results, machine)[1]  # asv has rediscovered the benchmarks
+    index, chosen = plan(regexes, args.results, machine)[:2]  # asv has rediscovered them
     again = [c for c in RETIMED if any(k.startswith(c + ".") for k in chosen)]
     if rc == 0 and again:
         # --quick times a point once, cold: 250-400 us where a call takes 20 us at T = 16, which
@@ -829,8 +829,8 @@ def bench(args) -> int:
         cmd = [c for c in cmd if c != "--quick"]
         at = cmd.index("-b") if "-b" in cmd else len(cmd)
         cmd = cmd[:at] + ["-a", "repeat=5"]
-        for c in again:
-            cmd += ["-b", "^" + re.escape(c) + r"\."]
+        for r in retime_regexes(index, regexes, again):
+            cmd += ["-b", r]
         cmd += ["--dry-run"] if args.no_save else []
         print(f"make bench: {', '.join(again)} again, 5 samples a point", flush=True)
         rc = subprocess.run(cmd, env=env).returncode
@@ -839,6 +839,19 @@ def bench(args) -> int:
         if rc == 0 and any(k.startswith("bench_kernels.") for k in chosen):
             print(f"make bench: wrote {save_facts(Path(args.results).parent, machine)}")
     return rc
+
+
+def retime_regexes(index: dict, regexes: list[str] | None, classes: list[str]) -> list[str]:
+    """asv -b regexes for the points of ``classes`` that ``regexes`` chose (all of a class's
+    points with --full): each regex narrowed to one class by a lookahead, kept where it selects
+    something, so that the re-timing runs no point the first pass did not."""
+    out = []
+    for c in classes:
+        for r in regexes or [""]:
+            narrowed = f"(?=^{re.escape(c)}\\.)(?:{r})"
+            if selection(index, [narrowed]):
+                out.append(narrowed)
+    return out
 
 
 def save_facts(results: Path, machine: str, wait_s: float = 150.0) -> Path:

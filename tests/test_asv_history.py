@@ -487,3 +487,17 @@ def test_make_bench_command(capsys):
     assert "--quick -a rounds=1" in cmd and "--set-commit-hash" in cmd
     assert cmd.count(" -b ") == len(ar.DEFAULT_SUBSET)
     assert re.search(r"expected \d+m\d\ds", out)
+
+
+def test_the_re_timing_runs_only_points_the_first_pass_chose():
+    """make bench times some classes again with 5 samples: only the subset's points of them
+    (ScanForward's slow backends and bfloat16 are not in the subset, so not re-timed either)."""
+    index = json.loads((ROOT / "results" / "asv" / "benchmarks.json").read_text())
+    first = ar.selection(index, ar.DEFAULT_SUBSET)
+    again = ar.selection(index, ar.retime_regexes(index, ar.DEFAULT_SUBSET, ar.RETIMED))
+    assert again and set(again) <= set(first)
+    for name, points in again.items():
+        assert name.rsplit(".", 1)[0] in ar.RETIMED
+        assert first[name] is None or set(points or []) <= set(first[name]), name
+    scan = "bench_scan.ScanForward.time_forward"
+    assert again[scan] == first[scan] and len(first[scan]) < len(ar._points(index[scan]["params"]))
