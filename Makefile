@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # forkserver pays for importing torch once (CPU-only runs); CUDA needs spawn (the GPU script sets it).
 LAUNCH ?= forkserver
 # `make bench` times lrbench/asv_results.py's DEFAULT_SUBSET (what the charts, tables and README
-# use; about 8 min on a quiet 2-core machine); FULL=1 the whole suite (torch.compile'd peers too);
+# use; about 10 min on a quiet 2-core machine); FULL=1 the whole suite (torch.compile'd peers too);
 # BENCH=REGEX only the benchmarks (or "name(params)") matching it. docs/asv.md has the details.
 BENCH ?=
 FULL ?=
