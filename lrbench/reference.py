@@ -9,16 +9,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .scan._common import into
+from .scan._common import ANY_FLOAT, into
 
-DTYPES = (
-    torch.float16,
-    torch.bfloat16,
-    torch.float32,
-    torch.float64,
-    torch.complex64,
-    torch.complex128,
-)
+DTYPES = ANY_FLOAT
 DEVICES = None  # any: inputs are copied to the CPU
 
 

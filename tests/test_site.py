@@ -73,17 +73,7 @@ def sites(tmp_path_factory):
     root = tmp_path_factory.mktemp("site")
     plain, offline = root / "plain", root / "offline"
     for cmd in (
-        [
-            sys.executable,
-            "-m",
-            "asv",
-            "publish",
-            "--no-pull",
-            "--config",
-            str(CONFIG),
-            "--html-dir",
-            str(plain),
-        ],
+        publish.publish_command(CONFIG, plain),
         [sys.executable, str(PUBLISH_PY), "--config", str(CONFIG), "--html-dir", str(offline)],
     ):
         proc = subprocess.run(cmd, cwd=REPO, timeout=120, capture_output=True, text=True)

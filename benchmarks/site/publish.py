@@ -230,19 +230,14 @@ def default_html_dir(config: Path) -> Path:
     return (config.parent / conf.get("html_dir", "html")).resolve()
 
 
+def publish_command(config: Path, html_dir: Path) -> list[str]:
+    """``asv publish`` of ``config``'s results into ``html_dir`` (CDN scripts as asv writes them)."""
+    cmd = [sys.executable, "-m", "asv", "publish", "--no-pull", "--config", str(config)]
+    return cmd + ["--html-dir", str(html_dir)]
+
+
 def asv_publish(config: Path, html_dir: Path) -> None:
-    cmd = [
-        sys.executable,
-        "-m",
-        "asv",
-        "publish",
-        "--no-pull",
-        "--config",
-        str(config),
-        "--html-dir",
-        str(html_dir),
-    ]
-    subprocess.run(cmd, check=True)
+    subprocess.run(publish_command(config, html_dir), check=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,6 +8,16 @@ from __future__ import annotations
 
 import torch
 
+# Every floating and complex dtype: what the generic backends (reference, torch-loop) take.
+ANY_FLOAT = (
+    torch.float16,
+    torch.bfloat16,
+    torch.float32,
+    torch.float64,
+    torch.complex64,
+    torch.complex128,
+)
+
 
 def into(h: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
     """h, or h copied into ``out`` when given (for backends that cannot write in place)."""

@@ -8,16 +8,9 @@ from __future__ import annotations
 
 import torch
 
-from ._common import backward_by_reverse_scan
+from ._common import ANY_FLOAT, backward_by_reverse_scan
 
-DTYPES = (
-    torch.float16,
-    torch.bfloat16,
-    torch.float32,
-    torch.float64,
-    torch.complex64,
-    torch.complex128,
-)
+DTYPES = ANY_FLOAT
 DEVICES = None  # any
 
 
