@@ -67,16 +67,10 @@ from torch.autograd.function import once_differentiable
 from .. import auto_backend, registry
 from .. import linear_recurrence as local_recurrence
 from ..checks import check_backend, check_inputs
+from ..scan._common import ANY_FLOAT
 
-# header dtype codes (an index; unknown dtypes get len(DTYPES))
-DTYPES = (
-    torch.float16,
-    torch.bfloat16,
-    torch.float32,
-    torch.float64,
-    torch.complex64,
-    torch.complex128,
-)
+# header dtype codes (an index; unknown dtypes get len(DTYPES)); every rank runs the same lrbench
+DTYPES = ANY_FLOAT
 HALF = (torch.float16, torch.bfloat16)
 VERDICT, HAS_H0, GRAD, DTYPE, T_, N_, LAYOUT, FLAGS = range(8)  # header fields
 FIRST, BACKWARD = 1, 2  # FLAGS bits: a row for Z; a row for the backward's gate product
